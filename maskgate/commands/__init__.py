@@ -1,0 +1,1 @@
+"""One module per ``maskgate`` subcommand (see :mod:`maskgate.cli`)."""
