@@ -1,0 +1,17 @@
+"""A snapshot of the gate's state, for telemetry and remote observers (MQTT, Home Assistant)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GateStatus:
+    lock: str = "locked"  # "locked" | "unlocked"
+    fault: str | None = None  # why the gate is in a fault state (camera stalled, ...), None when healthy
+    door_open: bool | None = None  # None when no door contact is wired
+    mode: str = "gate"  # "gate" (drives the lock) | "monitor" (hall camera, never drives a lock)
+    fps: float = 0.0  # frames processed per second, recent average
+    infer_ms: float = 0.0  # detector + classifier time per analysed frame, recent average
+    frames: int = 0  # frames seen since start
+    people: int = 0  # faces of at least min_face in the latest frame
