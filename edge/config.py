@@ -67,7 +67,10 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    score_threshold: float = opt(0.6, "Minimum face detector score.", min=0.05, max=0.99)
+    score_threshold: float = opt(
+        -1.0, "Minimum face detector score; -1 takes the value recorded in the model manifest (chosen on "
+        "development data: low enough to find masked faces, which the detector scores lower).", min=-1.0, max=0.99,
+    )
     min_face: int = opt(80, "Minimum face width in frame pixels: the person at the door, not passers-by.", min=16, max=2000)
     nms_threshold: float = opt(0.45, "IoU above which overlapping face boxes are merged.", min=0.1, max=0.9)
     mask_threshold: float = opt(
@@ -132,6 +135,9 @@ class MqttConfig:
     discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix.")
     remote_unlock: bool = opt(False, "Accept unlock commands over MQTT (needs an authenticated broker).")
     telemetry_seconds: float = opt(30.0, "Interval of telemetry messages.", min=1, max=3600)
+    reconnect_max_seconds: float = opt(
+        60.0, "Longest wait between reconnection attempts while the broker is unreachable.", min=1, max=3600
+    )
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,9 @@ class EmailConfig:
     sender: str = opt("maskgate@localhost", "From address.")
     recipients: list[str] = opt(None, "To addresses.", factory=list)
     min_interval_seconds: float = opt(60.0, "At most one mail per this interval; the rest go in a digest.", min=0, max=86400)
+    ca_file: str = opt("", "CA certificate that signs the SMTP server's certificate; empty uses the system store.")
+    timeout_seconds: float = opt(30.0, "SMTP connection and command timeout.", min=1, max=600)
+    retry_max_seconds: float = opt(300.0, "Longest wait between attempts while the mail server is unreachable.", min=0.5, max=3600)
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,7 @@ class WebhookConfig:
     url: str = opt("", "Where to POST.")
     secret_file: str = opt("", "File with an HMAC-SHA256 key; when set, requests carry an X-Maskgate-Signature header.")
     timeout_seconds: float = opt(5.0, "HTTP timeout.", min=0.1, max=120)
+    retry_max_seconds: float = opt(60.0, "Longest wait between attempts while the receiver is unreachable.", min=0.5, max=3600)
 
 
 @dataclass(frozen=True)

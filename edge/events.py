@@ -37,8 +37,8 @@ EVENT_KINDS = (
     "stopped",  # the gate shut down, lock locked
     "unlocked",  # a masked visitor (or exit button / remote command) opened the lock
     "locked",  # the lock closed again
-    "denied",  # a visitor was refused (no mask, mask worn wrong, too many people)
-    "warned",  # soft enforcement: a visitor without a mask, lock not driven
+    "denied",  # a visitor was refused (no mask, mask worn wrong, too many people); in soft mode logged only
+    "allowed",  # soft enforcement: a masked visitor, the lock not driven by the decision
     "fault",  # camera stalled, model or hardware error: lock forced locked
     "recovered",  # the fault cleared
     "exit_request",  # request-to-exit button pressed
@@ -158,6 +158,18 @@ class EventStore:
         """Id of the last event ``channel`` delivered (0: none yet)."""
         row = self._conn().execute("SELECT last_id FROM cursors WHERE channel = ?", (channel,)).fetchone()
         return row[0] if row else 0
+
+    def start_channel(self, channel: str) -> int:
+        """Give a channel seen for the first time a cursor at the end of the history; returns its cursor.
+
+        A channel enabled on a device that already holds months of events starts with what happens
+        from now on, instead of replaying the history to the broker or the mailbox.
+        """
+        self._conn().execute(
+            "INSERT OR IGNORE INTO cursors (channel, last_id) VALUES (?, (SELECT coalesce(max(id), 0) FROM events))",
+            (channel,),
+        )
+        return self.cursor(channel)
 
     def pending(self, channel: str, limit: int = 100) -> list[Event]:
         """The events ``channel`` has not delivered yet, oldest first."""

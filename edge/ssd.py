@@ -200,20 +200,30 @@ class SSDDecoder:
     def num_priors(self) -> int:
         return len(self.priors)
 
-    def decode_boxes(self, loc: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """CENTER_SIZE decoding of the priors at ``index``: ``(len(index), 4)`` ``[x1, y1, x2, y2]``."""
-        d = loc[index].astype(np.float32, copy=False)
+    def decode_boxes(self, loc: np.ndarray, index: np.ndarray, loc_scale: float | None = None,
+                     loc_zero_point: int = 0) -> np.ndarray:
+        """CENTER_SIZE decoding of the priors at ``index``: ``(len(index), 4)`` ``[x1, y1, x2, y2]``.
+
+        ``loc`` may be the int8 output of a quantized model, with its ``loc_scale`` and ``loc_zero_point``;
+        only the rows at ``index`` are dequantized.
+        """
+        d = loc[index].astype(np.float32)
+        if loc_scale is not None:
+            d -= loc_zero_point
+            d *= loc_scale
         wh = self._prior_wh[index]
         c = self._prior_c[index] + d[:, :2] * self._var[:2] * wh
         half = np.exp(d[:, 2:] * self._var[2:]) * wh / 2
         return np.concatenate([c - half, c + half], axis=1)
 
-    def decode(self, loc: np.ndarray, face_scores: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, loc: np.ndarray, face_scores: np.ndarray, score_threshold: float, *,
+               loc_scale: float | None = None, loc_zero_point: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Detections above ``score_threshold`` after NMS, best first.
 
-        ``loc`` is ``(N, 4)`` and ``face_scores`` ``(N,)`` (the softmax probability of the face class),
-        both in prior order.  Returns ``(boxes (K, 4), scores (K,))`` with boxes normalised to the
-        network input, unclipped, as cv2.dnn reports them.
+        ``loc`` is ``(N, 4)`` (float, or int8 with ``loc_scale``/``loc_zero_point``) and ``face_scores``
+        ``(N,)`` (the softmax probability of the face class), both in prior order.  Returns
+        ``(boxes (K, 4), scores (K,))`` with boxes normalised to the network input, unclipped, as cv2.dnn
+        reports them.
         """
         if loc.shape != (self.num_priors, 4) or face_scores.shape != (self.num_priors,):
             raise ValueError(
@@ -226,6 +236,6 @@ class SSDDecoder:
         order = np.argsort(-face_scores[cand], kind="stable")[: self.top_k]
         cand = cand[order]
         scores = face_scores[cand].astype(np.float32, copy=False)
-        boxes = self.decode_boxes(loc, cand)
+        boxes = self.decode_boxes(loc, cand, loc_scale, loc_zero_point)
         keep = greedy_nms(boxes, scores, self.nms_threshold, self.keep_top_k)
         return boxes[keep], scores[keep]

@@ -20,6 +20,14 @@ from maskgate.errors import MaskgateError
 
 #: subcommand name -> module under maskgate.commands
 COMMANDS = {
+    "run": "run",
+    "detect": "detect",
+    "lock": "lock",
+    "clip": "clip",
+    "train": "train",
+    "convert": "convert",
+    "eval": "evaluate",
+    "image": "image",
     "config": "config",
 }
 

@@ -244,3 +244,26 @@ def build_res10(width: int = 300, height: int = 300, weights: dict[str, np.ndarr
     for name, values in b.assign:
         model.get_layer(name).set_weights(values)
     return model
+
+
+class KerasFaceDetector:
+    """The float Keras port with the device's decoding: the reference the TFLite models are measured against.
+
+    Same ``detect_normalized`` as :class:`maskgate.edge.detector.FaceDetector`.
+    """
+
+    def __init__(self, model, *, score_threshold: float = 0.5, nms_threshold: float = 0.45):
+        from maskgate.edge.ssd import SSDDecoder
+
+        _, self.height, self.width, _ = model.input_shape
+        self.model = model
+        self.decoder = SSDDecoder(self.width, self.height, nms_threshold=nms_threshold)
+        self.score_threshold = score_threshold
+
+    def detect_normalized(self, frame: np.ndarray, score_threshold: float | None = None):
+        import cv2
+
+        x = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_LINEAR)[None].astype(np.float32)
+        loc, conf = self.model(x, training=False)
+        thr = self.score_threshold if score_threshold is None else score_threshold
+        return self.decoder.decode(np.asarray(loc)[0], np.asarray(conf)[0, :, 1], thr)

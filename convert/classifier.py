@@ -1,0 +1,169 @@
+"""Converting the mask classifier, and choosing the gate's thresholds with the int8 models.
+
+The thresholds are chosen on development data the classifier was not trained on — the fixed
+validation split — and with the models the device runs (int8), then recorded in the manifest:
+
+* ``p_mask``: the lowest probability threshold at which at most ``MAX_CROP_FALSE_ACCEPT`` of the
+  validation faces that must not pass (no mask, mask below the nose, not a face) score as masked;
+* the detector's ``score``: the lowest detection threshold (finding the most masked faces, which
+  res10 scores lower than bare ones) at which no held-out doorway frame that must stay locked —
+  a person without a mask, or no person at all — would unlock.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from maskgate import datasets
+from maskgate.convert import edgetpu_check, manifest
+from maskgate.convert.tflite_export import to_tflite
+from maskgate.edge.classifier import MaskClassifier
+from maskgate.edge.config import Config
+from maskgate.edge.runtime import load_model
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER_NAME = "mask_classifier_int8.tflite"
+CLASSIFIER_FLOAT_NAME = "mask_classifier_float.tflite"  # small: committed as the float reference
+MAX_CROP_FALSE_ACCEPT = 0.005
+MAX_GATE_FALSE_ACCEPT = 0.0
+SCORE_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+
+
+def _probs(path: Path, crops: np.ndarray, labels: list[str]) -> np.ndarray:
+    clf = MaskClassifier(load_model(path, threads=2, edgetpu="off"), labels=labels, margin=0.0, threshold=0.5)
+    out = np.empty((len(crops), len(labels)), np.float32)
+    size = crops.shape[1]
+    for i, c in enumerate(crops):
+        # the crops are already the device's; classify the whole picture as the "box"
+        out[i] = clf.classify(c, (0, 0, size, size))
+    return out
+
+
+def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path: Path, *, command: str,
+                       measure: bool = True, calibration_count: int = 320) -> tuple[str, dict]:
+    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+    from maskgate.models import classifier_data as cd
+    from maskgate.models._tf import import_keras
+    from maskgate.models.train import choose_threshold, device_crops, evaluate_split, load_or_build_crops
+
+    keras = import_keras()
+    model = keras.models.load_model(keras_path)
+    detector_path = out_dir / detector_name(*DOORWAY_SIZE)
+    data = load_or_build_crops(shared, detector_path, keras_path.parent)
+    val = data["val"]
+    rng = np.random.default_rng(0)
+    train_idx = rng.choice(np.flatnonzero(~val), min(calibration_count, int((~val).sum())), replace=False)
+    calib = device_crops(data["images"][train_idx]).astype(np.float32)
+    int8_path = out_dir / CLASSIFIER_NAME
+    float_path = out_dir / CLASSIFIER_FLOAT_NAME
+    log.info("converting the mask classifier (%d calibration crops)", len(calib))
+    int8_path.write_bytes(to_tflite(model, lambda: (c[None] for c in calib)))
+    float_path.write_bytes(to_tflite(model))
+
+    labels = list(cd.CLASSES)
+    val_crops = device_crops(data["images"][val])
+    val_labels, val_kinds = data["labels"][val], data["kinds"][val]
+    p_int8 = _probs(int8_path, val_crops, labels)
+    p_float = _probs(float_path, val_crops, labels)
+    choice = choose_threshold(p_int8[:, cd.MASK], val_labels == cd.MASK, MAX_CROP_FALSE_ACCEPT)
+    t = choice["threshold"]
+
+    check = edgetpu_check.check_tflite(int8_path)
+    entry = manifest.artifact_entry(
+        int8_path,
+        kind="mask_classifier",
+        input={**{k: check.input[k] for k in ("shape", "dtype", "scale", "zero_point")}, "layout": "BGR, raw pixels 0..255"},
+        outputs=[{k: o[k] for k in ("shape", "dtype", "scale", "zero_point")} for o in check.outputs],
+        labels=labels,
+        crop={"margin": cd.CROP_MARGIN, "size": cd.CROP_SIZE, "function": "maskgate.edge.crops.face_crop"},
+        thresholds={"p_mask": t, "chosen": {**choice, "on": "validation crops, int8 model"}},
+        source={"file": keras_path.name, "sha256": manifest.sha256_file(keras_path)},
+        calibration={"crops": len(calib), "from": "training split of the crop set (maskgate train)", "seed": 0},
+        edgetpu_check=check.to_json(),
+        float_reference={"file": float_path.name, "sha256": manifest.sha256_file(float_path), "committed": True},
+        tools=manifest.tool_versions(),
+        command=command,
+    )
+    metrics = {
+        "validation_crops": {
+            "int8": evaluate_split(p_int8, val_labels, val_kinds, t),
+            "float": evaluate_split(p_float, val_labels, val_kinds, t),
+        }
+    }
+    a8 = metrics["validation_crops"]["int8"]["accuracy_argmax"]
+    af = metrics["validation_crops"]["float"]["accuracy_argmax"]
+    metrics["validation_crops"]["int8_minus_float_points"] = round(100 * (a8 - af), 2)
+    entry["metrics"] = metrics
+
+    # The detector threshold needs the new classifier in place: write a provisional manifest entry first.
+    man = manifest.load(out_dir)
+    man["artifacts"][CLASSIFIER_NAME] = entry
+    man["artifacts"].setdefault(detector_path.name, {}).setdefault("thresholds", {"score": 0.5})
+    manifest.save(out_dir, man)
+    if measure:
+        score, table = choose_detector_threshold(shared, out_dir, detector_path)
+        man = manifest.load(out_dir)
+        man["artifacts"][detector_path.name]["thresholds"] = {"score": score, "grid": table,
+                                                               "on": "held-out doorway frames, int8 models"}
+        manifest.save(out_dir, man)
+        entry["metrics"]["gate_encounters"] = gate_metrics(shared, out_dir, float_dir, float_path)
+    return CLASSIFIER_NAME, entry
+
+
+def _config_for(out_dir: Path, score: float | None = None) -> Config:
+    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+
+    cfg = Config().replace(models={"detector": str(out_dir / detector_name(*DOORWAY_SIZE)),
+                                   "classifier": str(out_dir / CLASSIFIER_NAME), "edgetpu": "off"})
+    if score is not None:
+        cfg = cfg.replace(detection={"score_threshold": score})
+    return cfg
+
+
+def choose_detector_threshold(shared: Path, out_dir: Path, detector_path: Path) -> tuple[float, list[dict]]:
+    from maskgate.edge.model_files import build_analyzer
+    from maskgate.evaluation import frames_from_folder, gate_outcomes, rates
+    from maskgate.facefree import face_free_frames
+    from maskgate.models.classifier_data import in_validation
+
+    enc = [f for f in frames_from_folder(shared / "data" / "encounters") if in_validation(f"wild:{f[2]}")]
+    val_scenes = {i.scene for i in datasets.read_voc(shared / "data" / "wild") if in_validation(f"wild:{i.scene}")}
+    free = [(n, "no_face", "", img) for n, img in face_free_frames(shared, scenes=val_scenes)]
+    table = []
+    for s in SCORE_GRID:
+        analyzer = build_analyzer(_config_for(out_dir, s))
+        r = rates(gate_outcomes(analyzer, enc + free))
+        table.append({"score": s, "false_accept_rate": r["false_accept_rate"], "false_reject_rate": r["false_reject_rate"],
+                      "false_accepts": r["false_accepts"], "must_lock": r["must_lock"], "must_unlock": r["must_unlock"]})
+    ok = [row for row in table if row["false_accept_rate"] <= MAX_GATE_FALSE_ACCEPT]
+    if not ok:
+        best = max(table, key=lambda r: r["score"])
+        log.warning("no detector threshold keeps held-out false accepts at %s; using %s", MAX_GATE_FALSE_ACCEPT, best["score"])
+        return best["score"], table
+    best = min(ok, key=lambda r: (r["false_reject_rate"], -r["score"]))
+    return best["score"], table
+
+
+def gate_metrics(shared: Path, out_dir: Path, float_dir: Path, float_classifier: Path) -> dict:
+    """Gate rates on the encounters and on face-free frames, int8 and float side by side."""
+    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+    from maskgate.edge.model_files import build_analyzer
+    from maskgate.evaluation import evaluate_gate, face_free_metrics, frames_from_folder
+
+    cfg = _config_for(out_dir)
+    out = {}
+    float_det = float_dir / detector_name(*DOORWAY_SIZE, "float")
+    variants = {"int8": {}}
+    if float_det.is_file():
+        variants["float"] = {"detector": float_det, "classifier": float_classifier}
+    for name, files in variants.items():
+        analyzer = build_analyzer(cfg, **files)
+        out[name] = {
+            "encounters": evaluate_gate(analyzer, frames_from_folder(shared / "data" / "encounters")),
+            "face_free": face_free_metrics(analyzer, shared),
+        }
+    return out

@@ -1,0 +1,81 @@
+"""Which model files the gate runs, and what their manifest says about them.
+
+The packaged int8 models live in :data:`maskgate.models.ARTIFACT_DIR` with ``manifest.json``.  A
+model given in the config must have a ``manifest.json`` beside it with an entry of the same file
+name: the classifier's labels, crop margin and threshold, and the detector's score threshold, are
+properties of the trained model, never guessed by the device.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from maskgate.edge.analysis import FrameAnalyzer
+from maskgate.edge.classifier import MaskClassifier
+from maskgate.edge.config import Config
+from maskgate.edge.detector import FaceDetector
+from maskgate.edge.runtime import load_model
+from maskgate.errors import ModelError
+
+DEFAULT_DETECTOR = "face_detector_224x168_int8.tflite"
+DEFAULT_CLASSIFIER = "mask_classifier_int8.tflite"
+
+
+def artifact_dir() -> Path:
+    from maskgate.models import ARTIFACT_DIR
+
+    return ARTIFACT_DIR
+
+
+def manifest_entry(model_path: Path) -> dict:
+    manifest = model_path.parent / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"no manifest.json beside {model_path}: its labels and thresholds are unknown") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{manifest} cannot be read: {exc}") from None
+    entry = data.get("artifacts", {}).get(model_path.name)
+    if entry is None:
+        raise ModelError(f"{manifest} has no entry for {model_path.name}")
+    return entry
+
+
+def model_paths(cfg: Config) -> tuple[Path, Path]:
+    base = artifact_dir()
+    det = Path(cfg.models.detector) if cfg.models.detector else base / DEFAULT_DETECTOR
+    clf = Path(cfg.models.classifier) if cfg.models.classifier else base / DEFAULT_CLASSIFIER
+    return det, clf
+
+
+def build_analyzer(cfg: Config, *, detector: Path | None = None, classifier: Path | None = None) -> FrameAnalyzer:
+    """The detector and classifier the config names, with their thresholds (config overrides manifest).
+
+    ``detector`` / ``classifier`` replace the files while keeping the thresholds and crop settings of
+    the configured models' manifest entries: that is how the float reference models are evaluated
+    with exactly the int8 models' settings.
+    """
+    det_path, clf_path = model_paths(cfg)
+    for p in (det_path, clf_path, detector, classifier):
+        if p is not None and not p.is_file():
+            raise ModelError(f"model file not found: {p}")
+    det_entry = manifest_entry(det_path)
+    clf_entry = manifest_entry(clf_path)
+    try:
+        score = cfg.detection.score_threshold
+        if score < 0:
+            score = float(det_entry["thresholds"]["score"])
+        mask_t = cfg.detection.mask_threshold
+        if mask_t < 0:
+            mask_t = float(clf_entry["thresholds"]["p_mask"])
+        labels = list(clf_entry["labels"])
+        margin = float(clf_entry["crop"]["margin"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"manifest entry of {det_path.name} / {clf_path.name} is incomplete: missing {exc}") from None
+    threads, tpu = cfg.models.threads, cfg.models.edgetpu
+    face_detector = FaceDetector(load_model(detector or det_path, threads=threads, edgetpu=tpu),
+                                 score_threshold=score, nms_threshold=cfg.detection.nms_threshold)
+    mask_classifier = MaskClassifier(load_model(classifier or clf_path, threads=threads, edgetpu=tpu),
+                                     labels=labels, margin=margin, threshold=mask_t)
+    return FrameAnalyzer(face_detector, mask_classifier, min_face=cfg.detection.min_face, mask_threshold=mask_t)

@@ -1,0 +1,65 @@
+"""Run the gate: watch the doorway, unlock for a masked person, keep the door locked otherwise.
+
+With no config, it replays the demo doorway clip (built from ../shared/data/encounters) with
+simulated GPIO pins and prints each decision.  On a Raspberry Pi the defaults are the Pi camera
+and the real pins.  Every exit path — end of a replayed file, SIGTERM, Ctrl-C, an error — leaves
+the lock relay de-energized.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_arguments(p):
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="TOML config; repeat to layer files (later ones override earlier ones)")
+    p.add_argument("--source", help="override camera.source: picamera2, demo, a camera index, a URL, a video, a folder or an image")
+    p.add_argument("--fps", type=float, help="override camera.fps (replayed files: timestamps are index/fps)")
+    p.add_argument("--events", metavar="FILE", help="also append every event to FILE as JSON lines")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--mqtt", metavar="URL", help="publish to this broker for this run (mqtt://HOST:PORT)")
+    p.add_argument("--validate-config", action="store_true", help="check the config and exit (0: valid)")
+
+
+def load_config(args):
+    from maskgate.edge import config as config_mod
+
+    cfg = config_mod.load(args.config)
+    camera = {}
+    if getattr(args, "source", None):
+        camera["source"] = args.source
+    if getattr(args, "fps", None):
+        camera["fps"] = args.fps
+    if camera:
+        cfg = cfg.replace(camera=camera)
+    if getattr(args, "mqtt", None):
+        from maskgate.edge.alerts import mqtt_override
+
+        cfg = mqtt_override(cfg, args.mqtt)
+    return cfg
+
+
+def print_event(event) -> None:
+    parts = [f"frame {event.frame:>5}" if event.frame >= 0 else " " * 11, f"t={event.ts:8.2f}s", f"{event.event.upper():<13}"]
+    if event.detail:
+        parts.append(event.detail)
+    if event.p_mask is not None:
+        parts.append(f"p_mask={event.p_mask:.2f}")
+    print("  ".join(parts), flush=True)
+
+
+def main(args) -> int:
+    cfg = load_config(args)
+    if args.validate_config:
+        print(f"config OK: {', '.join(args.config) or '(defaults)'}")
+        return 0
+    from maskgate.edge.gate import Gate
+    from maskgate.edge.sources import open_source
+
+    source = open_source(cfg.camera.source, cfg.camera)
+    gate = Gate(cfg, source=source, events_file=args.events, on_event=print_event, max_frames=args.max_frames)
+    frames = gate.run()
+    print(f"stopped after {frames} frames ({gate.analysed} analysed); lock de-energized", file=sys.stderr)
+    return 0

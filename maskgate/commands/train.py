@@ -1,0 +1,50 @@
+"""Train the mask classifier on ../shared, then convert it to int8 (needs the train extra).
+
+Builds the training crops with the device's own detector and crop function, trains from scratch,
+writes build/classifier/{mask_classifier.keras, curves.png, confusion.png, report.json}, and then
+runs `maskgate convert --only classifier` so that models/mask_classifier_int8.tflite and the
+manifest follow the new model.  This is the one command that regenerates the classifier artifact.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_arguments(p):
+    p.add_argument("--shared", type=Path, help="the shared data folder (default: ../shared)")
+    p.add_argument("--detector", type=Path, help="int8 detector used to find the training faces "
+                   "(default: the gate's, models/face_detector_224x168_int8.tflite)")
+    p.add_argument("--out", type=Path, help="training outputs (default: build/classifier)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epoch-size", type=int, default=8000, help="examples drawn per epoch (default: %(default)s)")
+    p.add_argument("--limit", type=int, help="use only this many pictures per source (quick runs and tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-convert", action="store_true", help="do not convert the trained model to int8 afterwards")
+
+
+def main(args) -> int:
+    from maskgate import datasets
+    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+    from maskgate.models import ARTIFACT_DIR
+    from maskgate.models.train import TrainSettings, train
+    from maskgate.models.train_config import build_dir
+
+    shared = args.shared or datasets.shared_dir()
+    detector = args.detector or ARTIFACT_DIR / detector_name(*DOORWAY_SIZE)
+    out = args.out or build_dir() / "classifier"
+    settings = TrainSettings(epochs=args.epochs, epoch_size=args.epoch_size, seed=args.seed)
+    report = train(shared, detector, out, settings, limit=args.limit)
+    c = report["threshold_choice"]
+    print(f"model: {out / 'mask_classifier.keras'}")
+    print(f"validation: threshold {c['threshold']:.3f}, false accepts {100 * c['false_accept_rate']:.2f}% "
+          f"of {c['negatives']}, false rejects {100 * c['false_reject_rate']:.2f}% of {c['positives']}")
+    if args.no_convert:
+        return 0
+    from maskgate.convert.pipeline import convert_all
+
+    command = " ".join(["maskgate"] + sys.argv[1:]) if sys.argv[1:2] == ["train"] else "maskgate train"
+    convert_all(shared, ARTIFACT_DIR, detector_sizes=[], classifier_keras=out / "mask_classifier.keras", command=command)
+    print(f"converted: {ARTIFACT_DIR / 'mask_classifier_int8.tflite'}")
+    return 0

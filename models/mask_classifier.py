@@ -1,0 +1,47 @@
+"""The mask classifier: a small MobileNet-style CNN defined and trained here, from scratch.
+
+Input: a 96x96 face crop, raw BGR pixels (0..255) — the scaling to [-1, 1] is the model's first
+layer, so the int8 model takes the camera's bytes as they are.  Output: softmax over
+``with_mask``, ``without_mask`` (which includes masks worn below the nose) and ``not_face``.
+``p_mask`` is the first.
+
+Depthwise-separable blocks with batch norm and ReLU6 keep it small (~0.15 M parameters, ~0.2 MB as
+int8) and quantization-friendly; every op maps to the Edge TPU (CONV_2D, DEPTHWISE_CONV_2D, MEAN,
+FULLY_CONNECTED, SOFTMAX).
+"""
+
+from __future__ import annotations
+
+from maskgate.models._tf import import_keras
+
+#: Moving averages of batch norm follow the weights quickly: with the default 0.99 they lag so far
+#: behind in a short from-scratch training that inference-mode outputs collapse to one class.
+BN_MOMENTUM = 0.9
+
+#: (filters, stride) of the depthwise-separable blocks after the 3x3/2 stem.
+BLOCKS = ((32, 2), (64, 1), (64, 2), (128, 1), (128, 2), (256, 1), (256, 1))
+
+
+def build_mask_classifier(size: int = 96, n_classes: int = 3, *, stem: int = 16, dropout: float = 0.3, seed: int = 0):
+    keras = import_keras()
+    L = keras.layers
+    init = keras.initializers.HeNormal(seed=seed)
+
+    inp = keras.Input((size, size, 3), name="bgr")
+    x = L.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inp)
+    x = L.Conv2D(stem, 3, strides=2, padding="same", use_bias=False, kernel_initializer=init, name="stem")(x)
+    x = L.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = L.ReLU(6.0, name="stem_relu")(x)
+    for i, (filters, stride) in enumerate(BLOCKS):
+        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
+                              depthwise_initializer=init, name=f"b{i}_dw")(x)
+        x = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"b{i}_dw_bn")(x)
+        x = L.ReLU(6.0, name=f"b{i}_dw_relu")(x)
+        x = L.Conv2D(filters, 1, use_bias=False, kernel_initializer=init, name=f"b{i}_pw")(x)
+        x = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"b{i}_pw_bn")(x)
+        x = L.ReLU(6.0, name=f"b{i}_pw_relu")(x)
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    x = L.Dropout(dropout, seed=seed, name="dropout")(x)
+    out = L.Dense(n_classes, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                  name="classes")(x)
+    return keras.Model(inp, out, name="mask_classifier")

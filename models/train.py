@@ -1,0 +1,211 @@
+"""``maskgate train``: build the crop set, train the mask classifier, report, pick the threshold.
+
+Outputs (in ``build/classifier/`` unless told otherwise): ``mask_classifier.keras``, ``curves.png``
+(loss and accuracy per epoch), ``confusion.png`` and ``report.json`` (confusion matrices on the fixed
+validation split, the chosen threshold and what it gives).  The threshold is chosen on the
+validation split to keep false accepts — a face without a mask, a mask below the nose, or something
+that is not a face, scored as masked — at or below ``max_false_accept``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskgate.models import classifier_data as cd
+from maskgate.models._tf import import_keras, import_tensorflow
+
+log = logging.getLogger(__name__)
+
+#: Sampling weight of each kind of example: the rarer, safety-critical kinds are seen more often.
+KIND_WEIGHTS = {
+    "faces/with_mask": 1.0,
+    "faces/without_mask": 1.0,
+    "wild/with_mask": 1.0,
+    "wild/without_mask": 2.0,
+    "wild/mask_weared_incorrect": 3.0,
+    "wild/false_detection": 1.0,
+    "wild/background": 0.6,
+}
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    epoch_size: int = 8000  # examples drawn per epoch (weighted sampling)
+    max_false_accept: float = 0.005
+    seed: int = 0
+
+
+def crop_set_path(build: Path, detector_path: Path, limit: int | None) -> Path:
+    """Cache file of the crop set, keyed by the detector that made it and the data code's settings."""
+    key = hashlib.sha256()
+    key.update(detector_path.read_bytes())
+    key.update(repr((cd.CROP_MARGIN, cd.CROP_SIZE, cd.CONTEXT_MARGIN, cd.CONTEXT_SIZE, cd.VAL_SHARE,
+                     cd.FRAMES_PER_LABEL, cd.MIN_WILD_FACE, limit)).encode())
+    return build / f"crops_{key.hexdigest()[:12]}.npz"
+
+
+def load_or_build_crops(shared: Path, detector_path: Path, build: Path, *, limit: int | None = None) -> dict:
+    from maskgate.edge.detector import FaceDetector
+    from maskgate.edge.runtime import load_model
+
+    path = crop_set_path(build, detector_path, limit)
+    if path.is_file():
+        log.info("using the cached crop set %s", path)
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    log.info("building the crop set with %s (the device's detector and crop)", detector_path.name)
+    detector = FaceDetector(load_model(detector_path, threads=2, edgetpu="off"))
+    arrays = cd.build_crop_set(shared, detector, limit=limit)
+    build.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return arrays
+
+
+def _batches(keras, images, labels, weights, idx_fn, batch_size, augment_fn, rng_seed):
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.epoch = 0
+            self.order = idx_fn(self.epoch)
+
+        def __len__(self):
+            return int(np.ceil(len(self.order) / batch_size))
+
+        def __getitem__(self, i):
+            sel = self.order[i * batch_size:(i + 1) * batch_size]
+            rng = np.random.default_rng((rng_seed, self.epoch, i))
+            x = np.stack([augment_fn(images[j], rng) for j in sel]).astype(np.float32)
+            return x, labels[sel], weights[sel]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = idx_fn(self.epoch)
+
+    return Batches()
+
+
+def device_crops(images: np.ndarray) -> np.ndarray:
+    return np.stack([cd.device_crop_from_context(c) for c in images])
+
+
+def choose_threshold(p_mask: np.ndarray, is_mask: np.ndarray, max_false_accept: float) -> dict:
+    """The lowest threshold whose false-accept rate on non-masked examples is at most ``max_false_accept``.
+
+    Lowest, because among thresholds that keep false accepts that rare it lets the most masked people in.
+    """
+    neg = np.sort(p_mask[~is_mask])
+    pos = p_mask[is_mask]
+    allowed = int(np.floor(max_false_accept * len(neg)))  # negatives allowed at or above the threshold
+    # threshold just above the (allowed+1)-th highest negative score
+    t = float(np.nextafter(neg[-(allowed + 1)], 1.0)) if len(neg) > allowed else 0.0
+    t = min(max(t, 0.5), 0.999)  # never below an even chance
+    return {
+        "threshold": round(t, 4),
+        "false_accept_rate": float(np.mean(neg >= t)) if len(neg) else 0.0,
+        "false_reject_rate": float(np.mean(pos < t)) if len(pos) else 0.0,
+        "negatives": int(len(neg)), "positives": int(len(pos)), "max_false_accept": max_false_accept,
+    }
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, n: int) -> list[list[int]]:
+    m = np.zeros((n, n), np.int64)
+    np.add.at(m, (labels, pred), 1)
+    return m.tolist()
+
+
+def evaluate_split(probs: np.ndarray, labels: np.ndarray, kinds: np.ndarray, threshold: float) -> dict:
+    """Confusion matrices (argmax over the 3 classes; and the gate's masked / not-masked at ``threshold``),
+    per kind of example."""
+    pred = probs.argmax(1)
+    gate_masked = probs[:, cd.MASK] >= threshold
+    is_mask = labels == cd.MASK
+    out = {
+        "classes": list(cd.CLASSES),
+        "confusion_argmax": confusion(labels, pred, len(cd.CLASSES)),
+        "accuracy_argmax": float(np.mean(pred == labels)),
+        "gate": {
+            "threshold": threshold,
+            "false_accept_rate": float(np.mean(gate_masked[~is_mask])) if (~is_mask).any() else 0.0,
+            "false_reject_rate": float(np.mean(~gate_masked[is_mask])) if is_mask.any() else 0.0,
+        },
+        "by_kind": {},
+    }
+    for k in sorted(set(kinds.tolist())):
+        sel = kinds == k
+        out["by_kind"][k] = {"n": int(sel.sum()), "called_masked": float(np.mean(gate_masked[sel])),
+                             "argmax": {c: int(np.sum(pred[sel] == i)) for i, c in enumerate(cd.CLASSES)}}
+    return out
+
+
+def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSettings | None = None, *,
+          limit: int | None = None) -> dict:
+    """Train and write the model, curves, confusion matrix and report into ``out_dir``."""
+    from maskgate.models.augment import augment
+    from maskgate.models.mask_classifier import build_mask_classifier
+    from maskgate.models.report import plot_confusion, plot_curves
+
+    s = settings or TrainSettings()
+    tf = import_tensorflow()
+    keras = import_keras()
+    keras.utils.set_random_seed(s.seed)
+    t0 = time.time()
+    data = load_or_build_crops(shared, detector_path, out_dir, limit=limit)
+    images, labels, kinds, val = data["images"], data["labels"], data["kinds"], data["val"]
+    train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
+    log.info("%d training and %d validation examples", len(train_idx), len(val_idx))
+    w = np.array([KIND_WEIGHTS.get(k, 1.0) for k in kinds[train_idx]])
+    p = w / w.sum()
+    epoch_size = min(s.epoch_size, max(len(train_idx) * 2, s.batch_size))
+
+    def draw(epoch):
+        return np.random.default_rng((s.seed, 1000 + epoch)).choice(train_idx, epoch_size, p=p)
+
+    onehot = np.eye(len(cd.CLASSES), dtype=np.float32)[labels]
+    batches = _batches(keras, images, onehot, np.ones(len(labels), np.float32), draw, s.batch_size, augment, s.seed)
+    x_val = device_crops(images[val_idx]).astype(np.float32)
+    y_val = onehot[val_idx]
+
+    model = build_mask_classifier(cd.CROP_SIZE, len(cd.CLASSES), seed=s.seed)
+    steps = len(batches) * s.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(s.learning_rate, steps, warmup_target=None, alpha=0.02)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=s.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=s.label_smoothing),
+        metrics=["accuracy"],
+    )
+    history = model.fit(batches, validation_data=(x_val, y_val), epochs=s.epochs, verbose=2)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / "mask_classifier.keras"
+    model.save(model_path)
+    probs = model.predict(x_val, batch_size=256, verbose=0)
+    is_mask = labels[val_idx] == cd.MASK
+    choice = choose_threshold(probs[:, cd.MASK], is_mask, s.max_false_accept)
+    report = {
+        "settings": asdict(s),
+        "examples": {"train": int(len(train_idx)), "validation": int(len(val_idx))},
+        "threshold_choice": choice,
+        "validation": evaluate_split(probs, labels[val_idx], kinds[val_idx], choice["threshold"]),
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "seconds": round(time.time() - t0, 1),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_curves(report["history"], out_dir / "curves.png")
+    plot_confusion(report["validation"]["confusion_argmax"], list(cd.CLASSES), out_dir / "confusion.png")
+    log.info("trained in %.0f s; threshold %.3f: val false accepts %.2f%%, false rejects %.2f%%",
+             report["seconds"], choice["threshold"], 100 * choice["false_accept_rate"], 100 * choice["false_reject_rate"])
+    return report

@@ -1,0 +1,44 @@
+"""Shared fixtures: where ../shared is, and whether optional tools may be skipped."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+
+import pytest
+
+from maskgate import datasets
+
+REQUIRE_TOOLS = os.environ.get("MASKGATE_REQUIRE_TOOLS") == "1"
+
+
+def need_tool(name: str) -> None:
+    """Skip (locally) or fail (in CI, MASKGATE_REQUIRE_TOOLS=1) when a program is missing."""
+    if shutil.which(name) is None:
+        if REQUIRE_TOOLS:
+            pytest.fail(f"{name} is required (MASKGATE_REQUIRE_TOOLS=1) but not installed")
+        pytest.skip(f"{name} not installed")
+
+
+def need_tensorflow() -> None:
+    if importlib.util.find_spec("tensorflow") is None:
+        if REQUIRE_TOOLS:
+            pytest.fail("TensorFlow is required (MASKGATE_REQUIRE_TOOLS=1): pip install -e '.[train]'")
+        pytest.skip("TensorFlow (the train extra) not installed")
+
+
+@pytest.fixture(scope="session")
+def shared():
+    path = datasets.shared_dir(required=False)
+    if path is None:
+        if REQUIRE_TOOLS:
+            pytest.fail("../shared is required in CI")
+        pytest.skip("../shared not found")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path, monkeypatch):
+    """Each test gets its own state directory (event database, snapshots) and cache."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
