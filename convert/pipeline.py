@@ -45,6 +45,7 @@ def convert_all(shared: Path, out_dir: Path, *, detector_sizes: list[tuple[int, 
 
         name, entry = convert_classifier(shared, out_dir, float_dir, classifier_keras, command=command, measure=measure,
                                          calibration_count=calibration_count)
+        man = manifest.load(out_dir)  # the classifier step also recorded the detector's threshold
         man["artifacts"][name] = entry
         manifest.save(out_dir, man)
     return man

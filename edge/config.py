@@ -72,6 +72,11 @@ class DetectionConfig:
         "development data: low enough to find masked faces, which the detector scores lower).", min=-1.0, max=0.99,
     )
     min_face: int = opt(80, "Minimum face width in frame pixels: the person at the door, not passers-by.", min=16, max=2000)
+    max_face_fraction: float = opt(0.7, "Boxes wider than this fraction of the frame are not a face at the door.", min=0.2, max=1.0)
+    other_face_score: float = opt(
+        0.5, "Detector score a face besides the largest needs to count as another person (max_people, "
+        "another person without a mask).", min=0.05, max=0.99,
+    )
     nms_threshold: float = opt(0.45, "IoU above which overlapping face boxes are merged.", min=0.1, max=0.9)
     mask_threshold: float = opt(
         -1.0, "p_mask at or above which a face counts as masked; -1 takes the threshold recorded in the "
@@ -79,7 +84,10 @@ class DetectionConfig:
     )
     motion_gate: bool = opt(True, "Skip detection while the doorway is empty and unchanged (saves CPU when idle).")
     motion_threshold: float = opt(0.02, "Fraction of changed pixels that counts as motion.", min=0.0, max=1.0)
-    lowlight: Literal["off", "gamma", "clahe"] = opt("off", "Brighten dark frames before inference.")
+    lowlight: Literal["off", "gamma", "clahe", "auto"] = opt(
+        "auto", "Brighten frames before inference: 'gamma' (curve, every frame), 'clahe' (local contrast, every "
+        "frame), 'auto' (the gamma curve on dark frames only, mean grey level below 60); measured in docs/lowlight.md.",
+    )
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,36 @@ class MonitorConfig:
     face_width_cm: float = opt(16.0, "Typical face width used to estimate distance from face size.", min=5, max=40)
     horizontal_fov_deg: float = opt(62.2, "Camera horizontal field of view (Pi camera v2: 62.2).", min=10, max=180)
     min_distance_m: float = opt(1.5, "People closer than this are a distancing violation.", min=0.1, max=10)
+    min_face: int = opt(
+        10, "Minimum face width in pixels for monitor mode and 'maskgate annotate' (crowds: far faces are small; "
+        "the door's detection.min_face does not apply there).", min=4, max=2000,
+    )
+    detector: str = opt(
+        "face_detector_300x300_int8.tflite",
+        "Face detector for monitor mode and 'maskgate annotate': a file in the packaged models folder, a .tflite "
+        "path with a manifest.json beside it, or empty for the door's models.detector.  The 300x300 detector finds "
+        "small faces far better than the door's 224x168 one (docs/annotate.md).",
+    )
+    score_threshold: float = opt(
+        0.3, "Minimum face detector score in monitor mode and 'maskgate annotate' (chosen on ../shared/data/wild: "
+        "masked faces in crowds score low; the classifier's not_face class removes most false detections).",
+        min=0.05, max=0.99,
+    )
+    mask_threshold: float = opt(
+        0.5, "p_mask at or above which a face counts as masked in monitor mode and 'maskgate annotate'; -1 takes the "
+        "door's (detection.mask_threshold).  The door's threshold keeps false accepts near zero and so calls many "
+        "masked faces unmasked; a crowd's masked share wants balanced errors (docs/annotate.md).", min=-1.0, max=1.0,
+    )
+    tiles: int = opt(
+        2, "Also run the detector on a tiles x tiles grid of overlapping tiles (small faces; 1 + tiles^2 detector runs "
+        "per frame); 1 runs it on the whole frame only.", min=1, max=4,
+    )
+    window: int = opt(5, "Monitor mode: analysed frames whose median counts make the crowd state (smooths flicker).",
+                      min=1, max=100)
+    event_seconds: float = opt(
+        10.0, "Monitor mode: a 'crowd' event is recorded when the crowd state changes, at most once per this "
+        "many seconds.", min=0, max=3600,
+    )
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,10 @@ class FaceDetector:
     def detect_normalized(self, frame: np.ndarray, score_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Faces as cv2.dnn reports them: boxes normalised to the frame, unclipped, best first."""
         loc, scores = self.run(frame)
+        return self.decode(loc, scores, score_threshold)
+
+    def decode(self, loc: np.ndarray, scores: np.ndarray, score_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`run`'s outputs → normalised boxes and scores above the threshold, after NMS (no inference)."""
         thr = self.score_threshold if score_threshold is None else score_threshold
         q = self._loc_q
         return self.decoder.decode(

@@ -78,4 +78,6 @@ def build_analyzer(cfg: Config, *, detector: Path | None = None, classifier: Pat
                                  score_threshold=score, nms_threshold=cfg.detection.nms_threshold)
     mask_classifier = MaskClassifier(load_model(classifier or clf_path, threads=threads, edgetpu=tpu),
                                      labels=labels, margin=margin, threshold=mask_t)
-    return FrameAnalyzer(face_detector, mask_classifier, min_face=cfg.detection.min_face, mask_threshold=mask_t)
+    return FrameAnalyzer(face_detector, mask_classifier, min_face=cfg.detection.min_face, mask_threshold=mask_t,
+                         max_face_fraction=cfg.detection.max_face_fraction,
+                         other_face_score=cfg.detection.other_face_score)

@@ -27,7 +27,9 @@ COMMANDS = {
     "train": "train",
     "convert": "convert",
     "eval": "evaluate",
+    "bench": "bench",
     "image": "image",
+    "annotate": "annotate",
     "config": "config",
 }
 

@@ -57,7 +57,7 @@ CONTEXT_SIZE = 144
 
 VAL_SHARE = {"wild": 20, "faces": 15}  # percent
 MIN_WILD_FACE = 24
-FRAMES_PER_LABEL = {"with_mask": 1, "without_mask": 2, "mask_weared_incorrect": 3}
+FRAMES_PER_LABEL = {"with_mask": 2, "without_mask": 3, "mask_weared_incorrect": 4}
 
 
 def in_validation(group: str) -> bool:

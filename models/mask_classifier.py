@@ -5,7 +5,7 @@ layer, so the int8 model takes the camera's bytes as they are.  Output: softmax 
 ``with_mask``, ``without_mask`` (which includes masks worn below the nose) and ``not_face``.
 ``p_mask`` is the first.
 
-Depthwise-separable blocks with batch norm and ReLU6 keep it small (~0.15 M parameters, ~0.2 MB as
+Depthwise-separable blocks with batch norm and ReLU6 keep it small (~0.2 M parameters, ~0.25 MB as
 int8) and quantization-friendly; every op maps to the Edge TPU (CONV_2D, DEPTHWISE_CONV_2D, MEAN,
 FULLY_CONNECTED, SOFTMAX).
 """
@@ -19,10 +19,10 @@ from maskgate.models._tf import import_keras
 BN_MOMENTUM = 0.9
 
 #: (filters, stride) of the depthwise-separable blocks after the 3x3/2 stem.
-BLOCKS = ((32, 2), (64, 1), (64, 2), (128, 1), (128, 2), (256, 1), (256, 1))
+BLOCKS = ((48, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (256, 1))
 
 
-def build_mask_classifier(size: int = 96, n_classes: int = 3, *, stem: int = 16, dropout: float = 0.3, seed: int = 0):
+def build_mask_classifier(size: int = 96, n_classes: int = 3, *, stem: int = 24, dropout: float = 0.3, seed: int = 0):
     keras = import_keras()
     L = keras.layers
     init = keras.initializers.HeNormal(seed=seed)

@@ -27,7 +27,8 @@ from maskgate.edge.sources.live import ThreadedLiveSource
 from maskgate.errors import ModelError
 
 LOCK_PIN = 17
-MASKED, UNMASKED, INCORRECT = "0019.jpg", "0001.jpg", "0004.jpg"
+# clear frames from scenes held out of the classifier's training
+MASKED, UNMASKED, INCORRECT = "0010.jpg", "0012.jpg", "0011.jpg"
 
 
 @pytest.fixture
@@ -237,3 +238,24 @@ def test_bad_config_refuses_to_start_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "maskgate", "run", "--config", str(conf), "--validate-config"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "policy.window" in r.stderr
+
+
+def test_snapshots_of_denied_visits_are_off_by_default_and_kept_within_the_limit(shared, factory, tmp_path):
+    clip = write_clip(tmp_path / "two_denied.avi", [Segment("visitor", 2.0, UNMASKED), Segment("empty", 3.0),
+                                                     Segment("visitor", 2.0, UNMASKED), Segment("empty", 1.0)],
+                      encounters=shared / "data" / "encounters")
+    snaps = tmp_path / "snaps"
+    for enabled in (False, True):
+        cfg = Config().replace(events={"database": str(tmp_path / f"e{enabled}.db"), "snapshots": enabled,
+                                       "snapshot_dir": str(snaps), "snapshot_keep": 1})
+        gate = make_gate(cfg, open_source(str(clip), cfg.camera), factory)
+        gate.run()
+        factory.reset()
+        assert [e.event for e in gate.events.recorded].count("denied") == 2
+        if not enabled:
+            assert not snaps.exists()
+    files = sorted(snaps.glob("denied_*.jpg"))
+    assert len(files) == 1  # two denied visits, retention 1
+    import cv2
+
+    assert cv2.imread(str(files[0])).shape == (480, 640, 3)

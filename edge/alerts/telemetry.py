@@ -97,6 +97,11 @@ class Telemetry:
                 "people": int(status.people),
                 "mode": status.mode,
             })
+            # monitor mode adds the crowd (left out at the door, where they do not apply)
+            for key in ("masked", "masked_share", "violations"):
+                value = getattr(status, key, None)
+                if value is not None:
+                    data[key] = value
         if self.has_temperature:
             temp = cpu_temperature(self.thermal)
             if temp is not None:

@@ -27,8 +27,11 @@ def describe_source(spec: str) -> str:
     return "video"
 
 
-def open_source(spec: str, cfg: CameraConfig) -> FrameSource:
-    """Build (not yet open) the source ``spec`` names; ``auto`` is the Pi camera on a Pi, else the demo clip."""
+def open_source(spec: str, cfg: CameraConfig, *, keep_main: bool = False) -> FrameSource:
+    """Build (not yet open) the source ``spec`` names; ``auto`` is the Pi camera on a Pi, else the demo clip.
+
+    ``keep_main``: keep the Pi camera's full-size picture of each frame (for snapshots).
+    """
     from maskgate.edge.actuators import on_raspberry_pi
 
     kind = describe_source(spec)
@@ -36,7 +39,7 @@ def open_source(spec: str, cfg: CameraConfig) -> FrameSource:
         kind = "picamera2" if on_raspberry_pi() else "demo"
     if kind == "picamera2":
         return Picamera2Source(width=cfg.width, height=cfg.height, lores_width=cfg.lores_width,
-                               lores_height=cfg.lores_height, fps=cfg.fps)
+                               lores_height=cfg.lores_height, fps=cfg.fps, keep_main=keep_main)
     if kind == "demo":
         from maskgate.democlip import demo_clip_path
 

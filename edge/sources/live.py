@@ -147,8 +147,10 @@ class Picamera2Source(ThreadedLiveSource):
 
     name = "picamera2"
 
-    def __init__(self, *, width: int, height: int, lores_width: int, lores_height: int, fps: float):
+    def __init__(self, *, width: int, height: int, lores_width: int, lores_height: int, fps: float,
+                 keep_main: bool = False):
         super().__init__()
+        self.keep_main = keep_main  # copy the full-size picture of each frame only when snapshots need it
         self.main_size = (width, height)
         self.lores_size = (lores_width - lores_width % 2, lores_height - lores_height % 2)
         self.fps = fps
@@ -184,7 +186,8 @@ class Picamera2Source(ThreadedLiveSource):
         request = self._cam.capture_request()
         try:
             yuv = request.make_array("lores")
-            self._last_main = request.make_array("main")
+            if self.keep_main:
+                self._last_main = request.make_array("main")
             ts_ns = request.get_metadata().get("SensorTimestamp")
         finally:
             request.release()

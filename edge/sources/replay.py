@@ -1,7 +1,12 @@
-"""Replayed sources: a video file, a folder of images, one image.  Timestamps are ``index / fps``."""
+"""Replayed sources: a video file, a folder of images, one image.  Timestamps are ``index / fps``.
+
+Replays run as fast as frames can be read; :class:`PacedSource` delivers them at their own rate
+instead (``maskgate run --realtime``), for demos and for measuring what an idle doorway costs.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -91,3 +96,43 @@ class ImageListSource(FrameSource):
                     raise
                 self.skipped.append(str(exc))
         raise EndOfStream(f"{self.name}: {len(self.paths)} images done")
+
+
+class PacedSource(FrameSource):
+    """A replayed source delivered in real time: frame ``i`` is returned no earlier than its ``ts``
+    after the first one.  Decisions do not change (they follow the frames' timestamps); only the
+    wall-clock rate does.  A frame that arrives late is returned at once: pacing never drops frames.
+    """
+
+    live = False
+
+    def __init__(self, inner: FrameSource, *, clock=time.monotonic, sleep=time.sleep):
+        if inner.live:
+            raise SourceError(f"{inner.name} is a live camera: it already delivers frames in real time")
+        self.inner = inner
+        self.name = inner.name
+        self._clock = clock
+        self._sleep = sleep
+        self._t0: float | None = None
+
+    def open(self) -> None:
+        self.inner.open()
+        self._t0 = None
+
+    def read(self, timeout: float) -> Frame | None:
+        frame = self.inner.read(timeout)
+        if frame is None:
+            return None
+        now = self._clock()
+        if self._t0 is None:
+            self._t0 = now - frame.ts
+        delay = self._t0 + frame.ts - now
+        if delay > 0:
+            self._sleep(delay)
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def snapshot(self) -> np.ndarray | None:
+        return self.inner.snapshot()

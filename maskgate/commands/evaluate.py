@@ -26,7 +26,7 @@ def add_arguments(p):
     p.add_argument("--models", default="int8,float", help="int8, float or both (default: %(default)s)")
     p.add_argument("--face-free", action="store_true", help="also measure frames of objects and empty doorways")
     p.add_argument("--darken", action="store_true", help="darken every frame first (dusk)")
-    p.add_argument("--lowlight", choices=["off", "gamma", "clahe"], default="off", help="low-light step before inference")
+    p.add_argument("--lowlight", choices=["off", "gamma", "clahe", "auto"], default="off", help="low-light step before inference")
 
 
 def _variants(cfg, wanted: list[str]) -> dict:

@@ -4,6 +4,9 @@ With no config, it replays the demo doorway clip (built from ../shared/data/enco
 simulated GPIO pins and prints each decision.  On a Raspberry Pi the defaults are the Pi camera
 and the real pins.  Every exit path — end of a replayed file, SIGTERM, Ctrl-C, an error — leaves
 the lock relay de-energized.
+
+--mode monitor watches a hall instead: people, masked share and distancing violations as
+telemetry and 'crowd' events; no lock, no GPIO (docs/annotate.md).
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ def add_arguments(p):
     p.add_argument("--fps", type=float, help="override camera.fps (replayed files: timestamps are index/fps)")
     p.add_argument("--events", metavar="FILE", help="also append every event to FILE as JSON lines")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--realtime", action="store_true",
+                   help="replay a file or folder at its frame rate (camera.fps) instead of as fast as possible")
     p.add_argument("--mqtt", metavar="URL", help="publish to this broker for this run (mqtt://HOST:PORT)")
     p.add_argument("--validate-config", action="store_true", help="check the config and exit (0: valid)")
+    p.add_argument("--mode", choices=["gate", "monitor"], default="gate",
+                   help="gate: the door (drives the lock); monitor: a hall camera counting people, masks and "
+                        "distancing, never driving a lock (default: %(default)s)")
 
 
 def load_config(args):
@@ -55,10 +63,22 @@ def main(args) -> int:
     if args.validate_config:
         print(f"config OK: {', '.join(args.config) or '(defaults)'}")
         return 0
-    from maskgate.edge.gate import Gate
     from maskgate.edge.sources import open_source
 
-    source = open_source(cfg.camera.source, cfg.camera)
+    source = open_source(cfg.camera.source, cfg.camera, keep_main=cfg.events.snapshots)
+    if args.realtime:
+        from maskgate.edge.sources.replay import PacedSource
+
+        source = PacedSource(source)  # a live camera is refused: it is real time already
+    if args.mode == "monitor":
+        from maskgate.edge.monitor import Monitor
+
+        monitor = Monitor(cfg, source=source, events_file=args.events, on_event=print_event, max_frames=args.max_frames)
+        frames = monitor.run()
+        print(f"stopped after {frames} frames ({monitor.analysed} analysed); monitor mode, no lock driven", file=sys.stderr)
+        return 0
+    from maskgate.edge.gate import Gate
+
     gate = Gate(cfg, source=source, events_file=args.events, on_event=print_event, max_frames=args.max_frames)
     frames = gate.run()
     print(f"stopped after {frames} frames ({gate.analysed} analysed); lock de-energized", file=sys.stderr)

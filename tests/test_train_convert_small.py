@@ -1,0 +1,83 @@
+"""Training and conversion, on small inputs: the same code `maskgate train` / `convert` run in full."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import need_tensorflow
+from maskgate.convert.edgetpu_check import check_tflite
+
+
+@pytest.fixture(autouse=True)
+def _tf():
+    need_tensorflow()
+
+
+def test_detector_conversion_is_full_int8_with_real_calibration(shared, tmp_path):
+    from maskgate.convert.detector import convert_detector, face_detector_files
+    from maskgate.edge.detector import FaceDetector
+    from maskgate.edge.runtime import load_model
+    from maskgate.models.face_detector import read_graph_weights
+
+    weights = read_graph_weights(face_detector_files(shared)[0])
+    entry = convert_detector(shared, tmp_path, tmp_path / "float", 160, 120, weights=weights,
+                             command="maskgate convert (test)", calibration_count=8, measure=False)
+    path = tmp_path / "face_detector_160x120_int8.tflite"
+    assert entry["edgetpu_check"]["ok"], entry["edgetpu_check"]["problems"]
+    assert entry["input"]["shape"] == [1, 120, 160, 3] and entry["input"]["dtype"] == "uint8"
+    assert entry["calibration"]["frames"] == 8
+    report = check_tflite(path)
+    assert report.ok and report.ops["L2_NORMALIZATION"] == 1
+    det = FaceDetector(load_model(path, threads=1, edgetpu="off"))
+    assert det.decoder.num_priors == 1884  # priors follow the input size (cv2.dnn gives 1884 at 160x120)
+    import cv2
+
+    frame = cv2.imread(str(shared / "data" / "encounters" / "0019.jpg"))
+    boxes, scores = det.detect(frame, 0.05)
+    assert len(boxes) >= 1  # a big face at the door is found even with 8 calibration frames
+
+
+def test_training_and_classifier_conversion_on_a_few_pictures(shared, tmp_path):
+    from maskgate.convert.classifier import convert_classifier
+    from maskgate.edge.classifier import MaskClassifier
+    from maskgate.edge.runtime import load_model
+    from maskgate.models import ARTIFACT_DIR
+    from maskgate.models.train import TrainSettings, train
+
+    out = tmp_path / "models"
+    out.mkdir()
+    det = out / "face_detector_224x168_int8.tflite"
+    shutil.copy(ARTIFACT_DIR / det.name, det)
+    build = tmp_path / "build"
+    report = train(shared, det, build, TrainSettings(epochs=1, epoch_size=64, batch_size=16), limit=12)
+    for name in ("mask_classifier.keras", "curves.png", "confusion.png", "report.json"):
+        assert (build / name).stat().st_size > 0
+    assert report["examples"]["train"] > 0 and report["examples"]["validation"] > 0
+    assert len(report["validation"]["confusion_argmax"]) == 3
+    name, entry = convert_classifier(shared, out, tmp_path / "float", build / "mask_classifier.keras",
+                                     command="maskgate train (test)", measure=False, calibration_count=16)
+    assert entry["edgetpu_check"]["ok"], entry["edgetpu_check"]["problems"]
+    assert entry["bytes"] < 1_000_000
+    assert entry["labels"] == ["with_mask", "without_mask", "not_face"]
+    clf = MaskClassifier(load_model(out / name, threads=1, edgetpu="off"), labels=entry["labels"],
+                         margin=entry["crop"]["margin"], threshold=entry["thresholds"]["p_mask"])
+    probs = clf.classify(np.full((480, 640, 3), 127, np.uint8), (200, 100, 440, 380))
+    assert probs.shape == (3,) and abs(float(probs.sum()) - 1.0) < 0.05
+
+
+def test_threshold_choice_keeps_false_accepts_at_the_target():
+    from maskgate.models.train import choose_threshold
+
+    rng = np.random.default_rng(0)
+    neg = rng.beta(2, 8, 1000)
+    pos = rng.beta(8, 2, 1000)
+    p = np.concatenate([neg, pos])
+    is_mask = np.r_[np.zeros(1000, bool), np.ones(1000, bool)]
+    c = choose_threshold(p, is_mask, 0.01)
+    assert c["false_accept_rate"] <= 0.01
+    assert np.mean(neg >= c["threshold"]) <= 0.01
+    looser = choose_threshold(p, is_mask, 0.05)
+    assert looser["threshold"] <= c["threshold"] and looser["false_reject_rate"] <= c["false_reject_rate"]
