@@ -31,10 +31,13 @@ CLASSIFIER_FLOAT_NAME = "mask_classifier_float.tflite"  # small: committed as th
 MAX_CROP_FALSE_ACCEPT = 0.005
 MAX_GATE_FALSE_ACCEPT = 0.0
 SCORE_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+#: Classify each face and its mirror image and average (recorded in the manifest; the device follows it).
+FLIP_AVERAGE = True
 
 
 def _probs(path: Path, crops: np.ndarray, labels: list[str]) -> np.ndarray:
-    clf = MaskClassifier(load_model(path, threads=2, edgetpu="off"), labels=labels, margin=0.0, threshold=0.5)
+    clf = MaskClassifier(load_model(path, threads=2, edgetpu="off"), labels=labels, margin=0.0, threshold=0.5,
+                         flip_average=FLIP_AVERAGE)
     out = np.empty((len(crops), len(labels)), np.float32)
     size = crops.shape[1]
     for i, c in enumerate(crops):
@@ -80,6 +83,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
         outputs=[{k: o[k] for k in ("shape", "dtype", "scale", "zero_point")} for o in check.outputs],
         labels=labels,
         crop={"margin": cd.CROP_MARGIN, "size": cd.CROP_SIZE, "function": "maskgate.edge.crops.face_crop"},
+        test_time={"flip_average": FLIP_AVERAGE},
         thresholds={"p_mask": t, "chosen": {**choice, "on": "validation crops, int8 model"}},
         source={"file": keras_path.name, "sha256": manifest.sha256_file(keras_path)},
         calibration={"crops": len(calib), "from": "training split of the crop set (maskgate train)", "seed": 0},

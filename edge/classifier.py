@@ -6,6 +6,7 @@ beside the model by ``maskgate convert``; they are not guessed here.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from maskgate.edge.crops import face_crop
@@ -14,8 +15,10 @@ from maskgate.errors import ModelError
 
 
 class MaskClassifier:
-    def __init__(self, model: TFLiteModel, *, labels: list[str], margin: float, threshold: float):
+    def __init__(self, model: TFLiteModel, *, labels: list[str], margin: float, threshold: float,
+                 flip_average: bool = False):
         self.model = model
+        self.flip_average = flip_average
         shape = model.input_shape
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
             raise ModelError(f"{model.path.name}: a mask classifier takes a square (1, S, S, 3) crop, not {shape}")
@@ -33,13 +36,29 @@ class MaskClassifier:
         self._q = model.output_quant(0)
         self._float_input = not np.issubdtype(model.input_dtype, np.integer)
 
+        self._crop = np.empty((self.size, self.size, 3), np.uint8)
+
     def classify(self, frame: np.ndarray, box) -> np.ndarray:
-        """Probabilities of each label for the face at ``box`` (frame pixels)."""
+        """Probabilities of each label for the face at ``box`` (frame pixels).
+
+        With ``flip_average`` (recorded in the manifest when the thresholds were chosen that way) the
+        crop and its mirror image are both classified and the probabilities averaged: a face is
+        symmetric, its errors less so.
+        """
+        face_crop(frame, box, self.margin, self.size, out=self._crop)
+        probs = self._run(self._crop, mirrored=False)
+        if self.flip_average:
+            probs = (probs + self._run(self._crop, mirrored=True)) / 2.0
+        return probs
+
+    def _run(self, crop: np.ndarray, *, mirrored: bool) -> np.ndarray:
         buf = self.model.input_buffer()
         if self._float_input:
-            buf[...] = face_crop(frame, box, self.margin, self.size)
+            buf[...] = crop[:, ::-1] if mirrored else crop
+        elif mirrored:
+            cv2.flip(crop, 1, dst=buf)
         else:
-            face_crop(frame, box, self.margin, self.size, out=buf)
+            buf[...] = crop
         del buf
         self.model.invoke()
         out = self.model.output(0)

@@ -71,13 +71,14 @@ def build_analyzer(cfg: Config, *, detector: Path | None = None, classifier: Pat
             mask_t = float(clf_entry["thresholds"]["p_mask"])
         labels = list(clf_entry["labels"])
         margin = float(clf_entry["crop"]["margin"])
+        flip_average = bool(clf_entry.get("test_time", {}).get("flip_average", False))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"manifest entry of {det_path.name} / {clf_path.name} is incomplete: missing {exc}") from None
     threads, tpu = cfg.models.threads, cfg.models.edgetpu
     face_detector = FaceDetector(load_model(detector or det_path, threads=threads, edgetpu=tpu),
                                  score_threshold=score, nms_threshold=cfg.detection.nms_threshold)
     mask_classifier = MaskClassifier(load_model(classifier or clf_path, threads=threads, edgetpu=tpu),
-                                     labels=labels, margin=margin, threshold=mask_t)
+                                     labels=labels, margin=margin, threshold=mask_t, flip_average=flip_average)
     return FrameAnalyzer(face_detector, mask_classifier, min_face=cfg.detection.min_face, mask_threshold=mask_t,
                          max_face_fraction=cfg.detection.max_face_fraction,
                          other_face_score=cfg.detection.other_face_score)

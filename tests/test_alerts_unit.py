@@ -343,3 +343,18 @@ def test_cli_module_is_importable_without_side_effects():
     import maskgate.edge.alerts  # noqa: F401
     assert threading.active_count() == before
     assert Path(maskgate.edge.alerts.__file__).parent.joinpath("README.md").exists()
+
+
+def test_monitor_mode_announces_crowd_sensors_and_no_lock():
+    from maskgate.edge.alerts.discovery import Topics, discovery_messages
+    from maskgate.edge.config import Config
+
+    cfg = Config().replace(device={"name": "hall"})
+    topics = Topics.from_config(cfg)
+    gate = dict(discovery_messages(cfg, topics))
+    hall = dict(discovery_messages(cfg, topics, mode="monitor"))
+    lock_topic = topics.config_topic("lock", "lock")
+    people_topic = topics.config_topic("sensor", "people")
+    assert gate[lock_topic] and not gate[people_topic]
+    assert hall[lock_topic] == "" and "value_json.people" in hall[people_topic]
+    assert "masked_share" in hall[topics.config_topic("sensor", "masked_share")]

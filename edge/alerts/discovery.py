@@ -92,14 +92,16 @@ class Topics:
 
 
 def discovery_messages(cfg: Config, topics: Topics, *, door_contact: bool | None = None,
-                       cpu_temperature: bool = False) -> list[tuple[str, str]]:
+                       cpu_temperature: bool = False, mode: str = "gate") -> list[tuple[str, str]]:
     """(topic, retained JSON payload) for every entity of the gate.
 
-    An entity the gate does not have (no door contact wired) gets an empty payload, which removes
-    it from Home Assistant if an earlier configuration had announced it.
+    An entity the gate does not have (no door contact wired; no lock in monitor mode, no crowd
+    sensors at a door) gets an empty payload, which removes it from Home Assistant if an earlier
+    configuration had announced it.
     """
+    monitor = mode == "monitor"
     if door_contact is None:
-        door_contact = cfg.gpio.door_contact >= 0
+        door_contact = cfg.gpio.door_contact >= 0 and not monitor
     device = {
         "identifiers": [topics.node],
         "name": cfg.device.name,
@@ -126,7 +128,20 @@ def discovery_messages(cfg: Config, topics: Topics, *, door_contact: bool | None
             # mqtt.remote_unlock is enabled, and then acts on UNLOCK alone.
             command_topic=topics.lock_set, payload_unlock=PAYLOAD_UNLOCK, payload_lock=PAYLOAD_LOCK,
             optimistic=False, retain=False,
-        )),
+        ) if not monitor else None),
+        ("sensor", "people", entity(
+            "people", name="People", state_class="measurement", icon="mdi:account-group",
+            state_topic=topics.telemetry, value_template="{{ value_json.people }}",
+        ) if monitor else None),
+        ("sensor", "masked_share", entity(
+            "masked_share", name="Masked share", unit_of_measurement="%", state_class="measurement", icon="mdi:face-mask",
+            state_topic=topics.telemetry,
+            value_template="{{ (value_json.masked_share * 100) | round(0) if value_json.masked_share is not none else none }}",
+        ) if monitor else None),
+        ("sensor", "violations", entity(
+            "violations", name="Distancing violations", state_class="measurement", icon="mdi:social-distance-2-meters",
+            state_topic=topics.telemetry, value_template="{{ value_json.violations }}",
+        ) if monitor else None),
         ("binary_sensor", "door", entity(
             "door", name="Door", device_class="door",
             state_topic=topics.state, value_template="{{ 'ON' if value_json.door_open else 'OFF' }}",

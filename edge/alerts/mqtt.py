@@ -258,7 +258,10 @@ class MqttChannel(Channel):
     # -- publishing --------------------------------------------------------------------------- #
 
     def publish_discovery(self) -> None:
-        for topic, payload in discovery_messages(self.cfg, self.topics, cpu_temperature=self.telemetry.has_temperature):
+        status = self._current_status()
+        mode = status.mode if status is not None else "gate"
+        for topic, payload in discovery_messages(self.cfg, self.topics, cpu_temperature=self.telemetry.has_temperature,
+                                                 mode=mode):
             self.client.publish(topic, payload, qos=1, retain=True)
 
     def _current_status(self) -> GateStatus | None:
