@@ -5,9 +5,12 @@ validation split — and with the models the device runs (int8), then recorded i
 
 * ``p_mask``: the lowest probability threshold at which at most ``MAX_CROP_FALSE_ACCEPT`` of the
   validation faces that must not pass (no mask, mask below the nose, not a face) score as masked;
-* the detector's ``score``: the lowest detection threshold (finding the most masked faces, which
-  res10 scores lower than bare ones) at which no held-out doorway frame that must stay locked —
-  a person without a mask, or no person at all — would unlock.
+* the detector's ``score``, chosen together with ``p_mask`` (never below the crop-level value):
+  the pair with the fewest false rejects among those at which no held-out doorway frame that must
+  stay locked — a person without a mask or with the mask below the nose, or no person at all
+  (:mod:`maskgate.facefree`: objects, clothes, walls, empty doorways) — would unlock.  A low
+  detector threshold finds more masked faces, which res10 scores lower than bare ones; the
+  classifier's ``not_face`` class is what keeps the objects found at such scores out.
 """
 
 from __future__ import annotations
@@ -79,8 +82,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
     entry = manifest.artifact_entry(
         int8_path,
         kind="mask_classifier",
-        input={**{k: check.input[k] for k in ("shape", "dtype", "scale", "zero_point")}, "layout": "BGR, raw pixels 0..255"},
-        outputs=[{k: o[k] for k in ("shape", "dtype", "scale", "zero_point")} for o in check.outputs],
+        **manifest.io_fields(check),
         labels=labels,
         crop={"margin": cd.CROP_MARGIN, "size": cd.CROP_SIZE, "function": "maskgate.edge.crops.face_crop"},
         test_time={"flip_average": FLIP_AVERAGE},

@@ -46,8 +46,7 @@ def convert_detector(shared: Path, out_dir: Path, float_dir: Path, width: int, h
     entry = manifest.artifact_entry(
         int8_path,
         kind="face_detector",
-        input={**{k: check.input[k] for k in ("shape", "dtype", "scale", "zero_point")}, "layout": "BGR, raw pixels 0..255"},
-        outputs=[{k: o[k] for k in ("shape", "dtype", "scale", "zero_point")} for o in check.outputs],
+        **manifest.io_fields(check),
         labels=["background", "face"],
         priors="maskgate.edge.ssd.RES10_PRIORS (OpenCV PriorBox settings of the graph)",
         source={"file": pb.name, "sha256": manifest.sha256_file(pb)},

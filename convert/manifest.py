@@ -68,3 +68,10 @@ def save(models_dir: Path, manifest: dict) -> Path:
 
 def artifact_entry(path: Path, **fields) -> dict:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size, **fields}
+
+
+def io_fields(check) -> dict:
+    """The ``input`` and ``outputs`` entries of an artifact, from its Edge TPU check (raw BGR pixels in)."""
+    keys = ("shape", "dtype", "scale", "zero_point")
+    return {"input": {**{k: check.input[k] for k in keys}, "layout": "BGR, raw pixels 0..255"},
+            "outputs": [{k: o[k] for k in keys} for o in check.outputs]}

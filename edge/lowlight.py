@@ -78,3 +78,8 @@ def darken(img: np.ndarray, factor: float = 0.3, gamma: float = 1.6) -> np.ndarr
     rng = np.random.default_rng(int(img[::16, ::16].sum()) % (2**32))
     x += rng.normal(0, 2.0, x.shape)
     return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def grayscale(img: np.ndarray) -> np.ndarray:
+    """A frame without colour, as a Pi NoIR / IR camera delivers at night (still three BGR channels)."""
+    return cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)

@@ -19,7 +19,7 @@ Sources, and how they are labelled:
   both "not masked" — the gate must deny both — and the rarer ones are framed several times;
 * ``not_face``: what a detector may fire on that is not a face — detections in those frames far from
   every annotated face, and regions of the photos away from all faces (backgrounds, clothes, hands,
-  signs).  A third class lets the classifier say "not a face", so a false face can never unlock.
+  signs), and the detector's boxes in those regions framed as an empty doorway.  A third class lets the classifier say "not a face", so a false face can never unlock.
 
 The split is fixed and by origin: a wild photo (scene) and all its faces are in validation when a
 hash of its name says so (20 %), a face picture likewise (15 %).  Encounter frames made from
@@ -170,13 +170,22 @@ def wild_examples(shared: Path, detector: FaceDetector, out: CropSet, rng: np.ra
                     if any(o[0] <= cx <= o[2] and o[1] <= cy <= o[3] for o in others):
                         continue
                     out.add(context_crop(frame, b), NOT_FACE, group, "wild/false_detection")
-        _background_examples(img, item, group, out, rng, negatives_per_scene)
+        _background_examples(img, item, group, out, rng, negatives_per_scene, detector)
     log.info("wild: %d photos, %d faces the detector missed (annotation used)", len(images), missed)
 
 
+#: Doorway frames of face-free regions: the detector's boxes there (down to this score and width in
+#: frame pixels, at most this many per frame) are the false faces the gate meets when nobody is at
+#: the door — res10 fires on clothes, walls and hands at scores of 0.05-0.3, as low as on some
+#: masked faces, so the classifier must be the one to say "not a face".
+DOORWAY_NEGATIVE_SCORE = 0.05
+DOORWAY_NEGATIVE_MIN_WIDTH = 40
+DOORWAY_NEGATIVES_PER_FRAME = 2
+
+
 def _background_examples(img: np.ndarray, item: datasets.VocImage, group: str, out: CropSet,
-                         rng: np.random.Generator, count: int) -> None:
-    """Face-sized regions of the photo that touch no annotated face."""
+                         rng: np.random.Generator, count: int, detector: FaceDetector) -> None:
+    """Face-sized regions of the photo that touch no annotated face, and what the detector finds there."""
     h, w = img.shape[:2]
     faces = np.array([o.box for o in item.objects], np.float32).reshape(-1, 4)
     median = float(np.median(faces[:, 2] - faces[:, 0])) if len(faces) else w / 6
@@ -194,6 +203,10 @@ def _background_examples(img: np.ndarray, item: datasets.VocImage, group: str, o
                 continue
         frame, m = doorway_frame(img, box, face_frac=float(rng.uniform(0.32, 0.48)))
         out.add(context_crop(frame, map_box(m, box)), NOT_FACE, group, "wild/background")
+        boxes, _ = detector.detect(frame, score_threshold=DOORWAY_NEGATIVE_SCORE)
+        wide = [b for b in boxes if b[2] - b[0] >= DOORWAY_NEGATIVE_MIN_WIDTH]
+        for b in wide[:DOORWAY_NEGATIVES_PER_FRAME]:
+            out.add(context_crop(frame, b), NOT_FACE, group, "wild/doorway_false_detection")
         got += 1
 
 

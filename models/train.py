@@ -32,6 +32,7 @@ KIND_WEIGHTS = {
     "wild/mask_weared_incorrect": 3.0,
     "wild/false_detection": 1.0,
     "wild/background": 0.6,
+    "wild/doorway_false_detection": 1.0,
 }
 
 
@@ -53,6 +54,7 @@ def crop_set_path(build: Path, detector_path: Path, limit: int | None) -> Path:
     key.update(detector_path.read_bytes())
     key.update(repr((cd.CROP_MARGIN, cd.CROP_SIZE, cd.CONTEXT_MARGIN, cd.CONTEXT_SIZE, cd.VAL_SHARE,
                      cd.FRAMES_PER_LABEL, cd.MIN_WILD_FACE, limit)).encode())
+    key.update(Path(cd.__file__).read_bytes())  # any change to how crops are made makes a new set
     return build / f"crops_{key.hexdigest()[:12]}.npz"
 
 

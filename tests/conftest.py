@@ -42,3 +42,25 @@ def shared():
 def _isolated_state(tmp_path, monkeypatch):
     """Each test gets its own state directory (event database, snapshots) and cache."""
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A real SQLite event store in the test's folder."""
+    from maskgate.edge.events import EventStore
+
+    s = EventStore(tmp_path / "events.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def cleanup():
+    """Register teardown callables; they run in reverse order, each even if another failed."""
+    things = []
+    yield things.append
+    for thing in reversed(things):
+        try:
+            thing()
+        except Exception:  # noqa: BLE001 - teardown of servers that may already be gone
+            pass

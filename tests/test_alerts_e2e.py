@@ -25,17 +25,6 @@ def no_proxy(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.fixture
-def cleanup():
-    things = []
-    yield things.append
-    for thing in reversed(things):
-        try:
-            thing()
-        except Exception:  # noqa: BLE001
-            pass
-
-
 def test_visits_reach_mqtt_mail_and_webhook_through_an_outage(tmp_path, cleanup):
     broker = Mosquitto(tmp_path / "broker").start()
     cleanup(broker.stop)

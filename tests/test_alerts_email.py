@@ -6,26 +6,11 @@ import pytest
 
 from maskgate.edge.alerts import Notifier
 from maskgate.edge.config import Config
-from maskgate.edge.events import EventLog, EventStore
+from maskgate.edge.events import EventLog
 
 from alerts_helpers import SmtpServer, free_port, self_signed_cert, wait_until, write_secret
 
 pytest.importorskip("aiosmtpd")
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = EventStore(tmp_path / "events.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def cleanup():
-    things = []
-    yield things.append
-    for thing in reversed(things):
-        thing()
 
 
 def email_config(port: int, **email) -> Config:

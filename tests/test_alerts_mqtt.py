@@ -60,24 +60,6 @@ def broker(tmp_path):
     b.stop()
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = EventStore(tmp_path / "events.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def cleanup():
-    things = []
-    yield things.append
-    for thing in reversed(things):
-        try:
-            thing()
-        except Exception:  # noqa: BLE001
-            pass
-
-
 def test_topics_payloads_discovery_and_state(broker, store, cleanup):
     sub = Subscriber(broker.port, [f"{BASE}/#", "homeassistant/#"])
     cleanup(sub.close)

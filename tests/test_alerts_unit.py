@@ -23,13 +23,6 @@ from maskgate.errors import ConfigError
 from alerts_helpers import wait_until, write_secret
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = EventStore(tmp_path / "events.db")
-    yield s
-    s.close()
-
-
 # -- broker URL / --mqtt ------------------------------------------------------------------------- #
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from maskgate.edge.alerts import Notifier
 from maskgate.edge.config import Config
-from maskgate.edge.events import EventLog, EventStore
+from maskgate.edge.events import EventLog
 
 from alerts_helpers import WebhookServer, free_port, wait_until, write_secret
 
@@ -20,21 +20,6 @@ def no_proxy(monkeypatch):
     """The posts go to loopback: a proxy from the environment must not take them elsewhere."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = EventStore(tmp_path / "events.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def cleanup():
-    things = []
-    yield things.append
-    for thing in reversed(things):
-        thing()
 
 
 def start(port, store, cleanup, **webhook):

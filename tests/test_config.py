@@ -72,3 +72,13 @@ def test_state_dir_follows_systemd(monkeypatch, tmp_path):
     monkeypatch.delenv("STATE_DIRECTORY")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "x"))
     assert config.state_dir() == tmp_path / "x" / "maskgate"
+
+
+def test_docs_config_reference_is_current():
+    """docs/config.md is `maskgate config reference`; a new or changed key must be documented."""
+    from pathlib import Path
+
+    from maskgate.commands.config import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert doc.read_text() == reference_markdown(), "run: maskgate config reference > docs/config.md"

@@ -120,3 +120,17 @@ def test_the_eval_transform_darkens_what_the_models_see(few_frames):
     assert [n for n, *_ in plain] == [n for n, *_ in dark]
     for (_, _, _, a), (_, _, _, b) in zip(plain, dark):
         assert a.shape == b.shape and b.mean() < 0.5 * a.mean()
+
+
+def test_grayscale_frames_keep_three_equal_channels_and_eval_takes_them(few_frames, tmp_path):
+    from maskgate.edge.lowlight import grayscale
+
+    img = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
+    g = grayscale(img)
+    assert g.shape == img.shape and g.dtype == np.uint8
+    assert np.array_equal(g[..., 0], g[..., 1]) and np.array_equal(g[..., 1], g[..., 2])
+    out = tmp_path / "gray.json"
+    assert main(["eval", "--data", str(few_frames), "--grayscale", "--models", "int8", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["grayscale"] is True and report["darkened"] is False
+    assert report["models"]["int8"]["gate"]["all"]["frames"] == 6

@@ -8,7 +8,8 @@ verdict on each, false-accept and false-reject rates, overall and on scenes held
 For VOC photos: detection recall by class and size and precision, the classifier on ground-truth
 boxes, and the gate on doorway frames made from each face (the encounters protocol).
 --face-free adds frames of objects and empty doorways made from ../shared (none may unlock).
---lowlight MODE --darken evaluates on darkened frames with a low-light step.
+--lowlight MODE --darken evaluates on darkened frames with a low-light step; --grayscale on frames
+without colour, as a Pi NoIR / IR camera delivers them at night.
 The int8 models (the device's) and the float references are measured side by side when the
 float ones are available (~/.cache/maskgate/float_models, made by `maskgate convert`).
 """
@@ -26,6 +27,7 @@ def add_arguments(p):
     p.add_argument("--models", default="int8,float", help="int8, float or both (default: %(default)s)")
     p.add_argument("--face-free", action="store_true", help="also measure frames of objects and empty doorways")
     p.add_argument("--darken", action="store_true", help="darken every frame first (dusk)")
+    p.add_argument("--grayscale", action="store_true", help="drop the colour of every frame first (IR camera at night)")
     p.add_argument("--lowlight", choices=["off", "gamma", "clahe", "auto"], default="off", help="low-light step before inference")
 
 
@@ -52,19 +54,22 @@ def _variants(cfg, wanted: list[str]) -> dict:
 def main(args) -> int:
     from maskgate import datasets, evaluation
     from maskgate.edge import config as config_mod
-    from maskgate.edge.lowlight import darken, make_enhancer
+    from maskgate.edge.lowlight import darken, grayscale, make_enhancer
 
     cfg = config_mod.load(args.config)
     kind = datasets.dataset_kind(args.data)
     enhance = None if args.lowlight == "off" else make_enhancer(args.lowlight)
 
     def transform(img):
+        if args.grayscale:
+            img = grayscale(img)
         if args.darken:
             img = darken(img)
         return enhance(img) if enhance else img
 
-    t = transform if (args.darken or enhance) else None
-    report = {"data": str(args.data), "kind": kind, "darkened": args.darken, "lowlight": args.lowlight, "models": {}}
+    t = transform if (args.darken or args.grayscale or enhance) else None
+    report = {"data": str(args.data), "kind": kind, "darkened": args.darken, "grayscale": args.grayscale,
+              "lowlight": args.lowlight, "models": {}}
     for name, analyzer in _variants(cfg, args.models.split(",")).items():
         if isinstance(analyzer, str):
             report["models"][name] = analyzer
