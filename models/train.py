@@ -38,7 +38,7 @@ KIND_WEIGHTS = {
 
 @dataclass
 class TrainSettings:
-    epochs: int = 60
+    epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4

@@ -52,7 +52,7 @@ def main(args) -> int:
         keras_path = args.classifier_keras or default_keras_path()
         if not keras_path.is_file():
             raise DataError(f"no trained classifier at {keras_path}: run `maskgate train` first (or --only detector)")
-    command = " ".join(["maskgate"] + sys.argv[2:]) if sys.argv[1:2] == ["convert"] else "maskgate convert"
+    command = " ".join(["maskgate"] + sys.argv[1:]) if sys.argv[1:2] == ["convert"] else "maskgate convert"
     man = convert_all(shared, out, detector_sizes=sizes, classifier_keras=keras_path, command=command,
                       measure=not args.no_measure, calibration_count=args.calibration)
     for name, entry in sorted(man["artifacts"].items()):

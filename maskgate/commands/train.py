@@ -17,7 +17,7 @@ def add_arguments(p):
     p.add_argument("--detector", type=Path, help="int8 detector used to find the training faces "
                    "(default: the gate's, models/face_detector_224x168_int8.tflite)")
     p.add_argument("--out", type=Path, help="training outputs (default: build/classifier)")
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--epoch-size", type=int, default=8000, help="examples drawn per epoch (default: %(default)s)")
     p.add_argument("--limit", type=int, help="use only this many pictures per source (quick runs and tests)")
     p.add_argument("--seed", type=int, default=0)
