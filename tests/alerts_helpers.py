@@ -310,3 +310,16 @@ class WebhookServer:
 
     def bodies(self) -> list[dict]:
         return [json.loads(b) for _, b in self.accepted()]
+
+
+def start_notifier(cfg, store, cleanup, **kwargs):
+    """An event log for door1/front whose events wake a started Notifier; stopped at teardown."""
+    from maskgate.edge.alerts import Notifier
+    from maskgate.edge.events import EventLog
+
+    log = EventLog(store, device="door1", door="front")
+    notifier = Notifier(cfg, store, **kwargs)
+    log.add_listener(notifier.wake)
+    notifier.start()
+    cleanup(lambda: notifier.stop(2))
+    return log, notifier

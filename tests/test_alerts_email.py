@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from maskgate.edge.alerts import Notifier
 from maskgate.edge.config import Config
-from maskgate.edge.events import EventLog
 
-from alerts_helpers import SmtpServer, free_port, self_signed_cert, wait_until, write_secret
+from alerts_helpers import SmtpServer, free_port, self_signed_cert, start_notifier, wait_until, write_secret
 
 pytest.importorskip("aiosmtpd")
 
@@ -23,12 +21,7 @@ def email_config(port: int, **email) -> Config:
 
 
 def start(cfg, store, cleanup):
-    log = EventLog(store, device="door1", door="front")
-    notifier = Notifier(cfg, store)
-    log.add_listener(notifier.wake)
-    notifier.start()
-    cleanup(lambda: notifier.stop(2))
-    return log, notifier
+    return start_notifier(cfg, store, cleanup)
 
 
 def uids(server):

@@ -8,11 +8,9 @@ import json
 
 import pytest
 
-from maskgate.edge.alerts import Notifier
 from maskgate.edge.config import Config
-from maskgate.edge.events import EventLog
 
-from alerts_helpers import WebhookServer, free_port, wait_until, write_secret
+from alerts_helpers import WebhookServer, free_port, start_notifier, wait_until, write_secret
 
 
 @pytest.fixture(autouse=True)
@@ -28,12 +26,7 @@ def start(port, store, cleanup, **webhook):
         webhook={"enabled": True, "url": f"http://127.0.0.1:{port}/hooks/gate", "retry_max_seconds": 0.5,
                  "timeout_seconds": 5, **webhook},
     )
-    log = EventLog(store, device="door1", door="front")
-    notifier = Notifier(cfg, store)
-    log.add_listener(notifier.wake)
-    notifier.start()
-    cleanup(lambda: notifier.stop(2))
-    return log, notifier
+    return start_notifier(cfg, store, cleanup)
 
 
 def test_signed_posts_in_order(tmp_path, store, cleanup):
