@@ -207,8 +207,10 @@ def test_exit_button_unlocks_from_inside(shared, factory, tmp_path):
     assert relay_states(factory)[-1] == 0
 
 
-def test_sigterm_ends_the_run_locked(shared, tmp_path):
-    """The real CLI under SIGTERM: exits 0, the last events say locked and stopped."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_ends_the_run_locked(shared, tmp_path, sig):
+    """The real CLI under SIGTERM (systemd) or SIGINT (Ctrl-C), while the door is unlocked: exits 0, the last
+    events say locked and stopped."""
     clip = write_clip(tmp_path / "long.avi", [Segment("visitor", 60.0, MASKED)], encounters=shared / "data" / "encounters")
     events = tmp_path / "ev.jsonl"
     conf = tmp_path / "c.toml"
@@ -221,7 +223,7 @@ def test_sigterm_ends_the_run_locked(shared, tmp_path):
         if events.exists() and "unlocked" in events.read_text():
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
