@@ -95,13 +95,13 @@ def test_topics_payloads_discovery_and_state(broker, store, cleanup):
     assert telemetry["fps"] == 9.5 and telemetry["infer_ms"] == 42.0 and "uptime_s" in telemetry
 
     node = "maskgate_door1"
-    lock_cfg = json.loads(sub.last(f"homeassistant/lock/{node}/lock/config"))
+    lock_cfg = json.loads(wait_until(lambda: sub.last(f"homeassistant/lock/{node}/lock/config"), what="lock config"))
     assert lock_cfg["unique_id"] == f"{node}_lock" and lock_cfg["device"]["identifiers"] == [node]
     assert lock_cfg["state_topic"] == f"{BASE}/state" and lock_cfg["command_topic"] == f"{BASE}/lock/set"
     assert lock_cfg["availability"][0]["topic"] == f"{BASE}/status"
     for topic in (f"homeassistant/binary_sensor/{node}/problem/config", f"homeassistant/sensor/{node}/fps/config",
                   f"homeassistant/sensor/{node}/inference/config", f"homeassistant/event/{node}/decision/config"):
-        assert json.loads(sub.last(topic))["device"]["identifiers"] == [node], topic
+        assert json.loads(wait_until(lambda: sub.last(topic), what=topic))["device"]["identifiers"] == [node], topic
 
     # A fault shows in the retained state (problem sensor) until it recovers.
     gate.set(fault="camera stalled")
@@ -114,8 +114,12 @@ def test_topics_payloads_discovery_and_state(broker, store, cleanup):
     # Home Assistant restarts: it announces itself and the gate announces its entities again.
     sub.clear()
     sub.publish("homeassistant/status", "online")
-    wait_until(lambda: sub.last(f"homeassistant/lock/{node}/lock/config"), what="discovery republished")
-    assert sub.last(f"homeassistant/event/{node}/decision/config")
+    # Each entity's config is its own message: wait for every one of them, not only the first to arrive.
+    announced = (f"homeassistant/lock/{node}/lock/config", f"homeassistant/binary_sensor/{node}/problem/config",
+                 f"homeassistant/sensor/{node}/fps/config", f"homeassistant/sensor/{node}/inference/config",
+                 f"homeassistant/event/{node}/decision/config")
+    wait_until(lambda: all(sub.last(topic) for topic in announced), what="discovery republished")
+    assert all(json.loads(sub.last(topic))["device"]["identifiers"] == [node] for topic in announced)
 
     notifier.stop(5)
     wait_until(lambda: sub.last(f"{BASE}/status") == b"offline", what="offline on stop")
