@@ -95,12 +95,15 @@ def test_topics_payloads_discovery_and_state(broker, store, cleanup):
     assert telemetry["fps"] == 9.5 and telemetry["infer_ms"] == 42.0 and "uptime_s" in telemetry
 
     node = "maskgate_door1"
-    lock_cfg = json.loads(wait_until(lambda: sub.last(f"homeassistant/lock/{node}/lock/config"), what="lock config"))
+    # Each entity's config is its own message: wait for every one of them, not only the first to arrive.
+    announced = (f"homeassistant/lock/{node}/lock/config", f"homeassistant/binary_sensor/{node}/problem/config",
+                 f"homeassistant/sensor/{node}/fps/config", f"homeassistant/sensor/{node}/inference/config",
+                 f"homeassistant/event/{node}/decision/config")
+    lock_cfg = json.loads(wait_until(lambda: sub.last(announced[0]), what="lock config"))
     assert lock_cfg["unique_id"] == f"{node}_lock" and lock_cfg["device"]["identifiers"] == [node]
     assert lock_cfg["state_topic"] == f"{BASE}/state" and lock_cfg["command_topic"] == f"{BASE}/lock/set"
     assert lock_cfg["availability"][0]["topic"] == f"{BASE}/status"
-    for topic in (f"homeassistant/binary_sensor/{node}/problem/config", f"homeassistant/sensor/{node}/fps/config",
-                  f"homeassistant/sensor/{node}/inference/config", f"homeassistant/event/{node}/decision/config"):
+    for topic in announced[1:]:
         assert json.loads(wait_until(lambda: sub.last(topic), what=topic))["device"]["identifiers"] == [node], topic
 
     # A fault shows in the retained state (problem sensor) until it recovers.
@@ -114,10 +117,6 @@ def test_topics_payloads_discovery_and_state(broker, store, cleanup):
     # Home Assistant restarts: it announces itself and the gate announces its entities again.
     sub.clear()
     sub.publish("homeassistant/status", "online")
-    # Each entity's config is its own message: wait for every one of them, not only the first to arrive.
-    announced = (f"homeassistant/lock/{node}/lock/config", f"homeassistant/binary_sensor/{node}/problem/config",
-                 f"homeassistant/sensor/{node}/fps/config", f"homeassistant/sensor/{node}/inference/config",
-                 f"homeassistant/event/{node}/decision/config")
     wait_until(lambda: all(sub.last(topic) for topic in announced), what="discovery republished")
     assert all(json.loads(sub.last(topic))["device"]["identifiers"] == [node] for topic in announced)
 
