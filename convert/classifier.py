@@ -6,9 +6,10 @@ validation split — and with the models the device runs (int8), then recorded i
 * ``p_mask``: the lowest probability threshold at which at most ``MAX_CROP_FALSE_ACCEPT`` of the
   validation faces that must not pass (no mask, mask below the nose, not a face) score as masked;
 * the detector's ``score``, chosen together with ``p_mask`` (never below the crop-level value):
-  the pair with the fewest false rejects among those at which no held-out doorway frame that must
-  stay locked — a person without a mask or with the mask below the nose, or no person at all
-  (:mod:`maskgate.facefree`: objects, clothes, walls, empty doorways) — would unlock.  A low
+  the pair with the fewest false rejects on held-out doorway frames among those at which no frame
+  that must stay locked would unlock — a held-out person without a mask or with the mask below the
+  nose, no person at all in any scene (:mod:`maskgate.facefree`: objects, clothes, walls, empty
+  doorways), or any unmasked encounter without colour (IR at night).  A low
   detector threshold finds more masked faces, which res10 scores lower than bare ones; the
   classifier's ``not_face`` class is what keeps the objects found at such scores out.
 """
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgate import datasets
 from maskgate.convert import edgetpu_check, manifest
 from maskgate.convert.tflite_export import to_tflite
 from maskgate.edge.classifier import MaskClassifier
@@ -87,7 +87,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
         crop={"margin": cd.CROP_MARGIN, "size": cd.CROP_SIZE, "function": "maskgate.edge.crops.face_crop"},
         test_time={"flip_average": FLIP_AVERAGE},
         thresholds={"p_mask": t, "chosen": {**choice, "on": "validation crops, int8 model"}},
-        source={"file": keras_path.name, "sha256": manifest.sha256_file(keras_path)},
+        source={"file": keras_path.name, "sha256": manifest.sha256_file(keras_path), **_training_record(keras_path)},
         calibration={"crops": len(calib), "from": "training split of the crop set (maskgate train)", "seed": 0},
         edgetpu_check=check.to_json(),
         float_reference={"file": float_path.name, "sha256": manifest.sha256_file(float_path), "committed": True},
@@ -114,7 +114,8 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
         score, p_mask, table = choose_detector_threshold(shared, out_dir, detector_path, t)
         entry["thresholds"] = {"p_mask": p_mask, "chosen": {
             "crop_level": {**choice, "on": "validation crops, int8 model"},
-            "gate_level": {"on": "held-out encounters + face-free frames of held-out scenes, int8 models",
+            "gate_level": {"on": "held-out encounters (false rejects) + must-stay-locked frames: held-out unmasked encounters, "
+                                 "face-free frames of every scene, every unmasked encounter in grayscale; int8 models",
                            "best_per_detector_score": table}}}
         man = manifest.load(out_dir)
         man["artifacts"][detector_path.name]["thresholds"] = {"score": score, "chosen_with": CLASSIFIER_NAME}
@@ -122,6 +123,18 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
         manifest.save(out_dir, man)
         entry["metrics"]["gate_encounters"] = gate_metrics(shared, out_dir, float_dir, float_path)
     return CLASSIFIER_NAME, entry
+
+
+def _training_record(keras_path: Path) -> dict:
+    """How the Keras model was trained, from the ``report.json`` that ``maskgate train`` writes beside it."""
+    import json
+
+    report = keras_path.parent / "report.json"
+    if not report.is_file():
+        return {}
+    r = json.loads(report.read_text())
+    return {"trained_by": "maskgate train", "training": {"settings": r.get("settings"), "seconds": r.get("seconds"),
+                                                         "tensorflow": r.get("tensorflow"), "report": str(report.name)}}
 
 
 def _config_for(out_dir: Path, score: float | None = None) -> Config:
@@ -162,23 +175,29 @@ def unlock_counts(records, *, score: float, p_mask: float, mask_index: int, not_
 
 
 def choose_detector_threshold(shared: Path, out_dir: Path, detector_path: Path, min_p_mask: float) -> tuple[float, float, list[dict]]:
-    """The detector score and p_mask thresholds, chosen together on held-out doorway frames.
+    """The detector score and p_mask thresholds, chosen together on doorway frames.
 
-    Frames: the encounters made from validation scenes, and face-free frames (objects, empty
-    doorways) from the same scenes.  Among the pairs with no false accept there, the one with the
-    fewest false rejects; ties go to the stricter pair.  ``p_mask`` never goes below ``min_p_mask``,
-    the threshold the validation crops allow.
+    False rejects are counted on the encounters made from validation scenes (the classifier has
+    seen the faces of the others).  No frame that must stay locked may unlock: those held-out
+    encounters without a mask or with the mask below the nose, and — as hard constraints from every
+    scene, because a door that opens for one of them would open for it anywhere — the face-free
+    frames (objects, clothes, walls, empty doorways) and the encounters without a mask seen without
+    colour, as an IR camera delivers them at night.  Among the pairs that keep all of them locked,
+    the one with the fewest false rejects; ties go to the stricter pair.  ``p_mask`` never goes
+    below ``min_p_mask``, the threshold the validation crops allow.
     """
+    from maskgate.edge.lowlight import grayscale
     from maskgate.edge.model_files import build_analyzer
     from maskgate.evaluation import frames_from_folder
     from maskgate.facefree import face_free_frames
     from maskgate.models.classifier_data import in_validation
 
-    enc = [f for f in frames_from_folder(shared / "data" / "encounters") if in_validation(f"wild:{f[2]}")]
-    val_scenes = {i.scene for i in datasets.read_voc(shared / "data" / "wild") if in_validation(f"wild:{i.scene}")}
-    free = [(n, "no_face", "", img) for n, img in face_free_frames(shared, scenes=val_scenes)]
+    folder = shared / "data" / "encounters"
+    enc = [f for f in frames_from_folder(folder) if in_validation(f"wild:{f[2]}")]
+    free = [(n, "no_face", "", img) for n, img in face_free_frames(shared)]
+    dark_unmasked = [f for f in frames_from_folder(folder, transform=grayscale) if f[1] != "with_mask"]
     analyzer = build_analyzer(_config_for(out_dir, min(SCORE_GRID)))
-    records = record_candidates(analyzer, enc + free)
+    records = record_candidates(analyzer, enc + free + dark_unmasked)
     clf = analyzer.classifier
     table = []
     for score in SCORE_GRID:
