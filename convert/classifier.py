@@ -16,6 +16,7 @@ validation split — and with the models the device runs (int8), then recorded i
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -127,8 +128,6 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
 
 def _training_record(keras_path: Path) -> dict:
     """How the Keras model was trained, from the ``report.json`` that ``maskgate train`` writes beside it."""
-    import json
-
     report = keras_path.parent / "report.json"
     if not report.is_file():
         return {}
