@@ -4,7 +4,8 @@ The thresholds are chosen on development data the classifier was not trained on 
 validation split — and with the models the device runs (int8), then recorded in the manifest:
 
 * ``p_mask``: the lowest probability threshold at which at most ``MAX_CROP_FALSE_ACCEPT`` of the
-  validation faces that must not pass (no mask, mask below the nose, not a face) score as masked;
+  validation faces that must not pass (no mask, mask below the nose, not a face) score as masked,
+  in colour and again in grayscale (an IR camera at night);
 * the detector's ``score``, chosen together with ``p_mask`` (never below the crop-level value):
   the pair with the fewest false rejects on held-out doorway frames among those at which no frame
   that must stay locked would unlock — a held-out person without a mask or with the mask below the
@@ -35,6 +36,7 @@ CLASSIFIER_FLOAT_NAME = "mask_classifier_float.tflite"  # small: committed as th
 MAX_CROP_FALSE_ACCEPT = 0.005
 MAX_GATE_FALSE_ACCEPT = 0.0
 SCORE_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+CROP_LEVEL_ON = "validation crops in colour and in grayscale, int8 model"
 #: Classify each face and its mirror image and average (recorded in the manifest; the device follows it).
 FLIP_AVERAGE = True
 
@@ -55,7 +57,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
     from maskgate.convert.detector import DOORWAY_SIZE, detector_name
     from maskgate.models import classifier_data as cd
     from maskgate.models._tf import import_keras
-    from maskgate.models.train import choose_threshold, device_crops, evaluate_split, load_or_build_crops
+    from maskgate.models.train import choose_threshold, device_crops, evaluate_split, grayscale_crops, load_or_build_crops
 
     keras = import_keras()
     model = keras.models.load_model(keras_path)
@@ -76,7 +78,9 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
     val_labels, val_kinds = data["labels"][val], data["kinds"][val]
     p_int8 = _probs(int8_path, val_crops, labels)
     p_float = _probs(float_path, val_crops, labels)
-    choice = choose_threshold(p_int8[:, cd.MASK], val_labels == cd.MASK, MAX_CROP_FALSE_ACCEPT)
+    p_int8_gray = _probs(int8_path, grayscale_crops(val_crops), labels)
+    choice = choose_threshold(p_int8[:, cd.MASK], val_labels == cd.MASK, MAX_CROP_FALSE_ACCEPT,
+                              p_mask_grayscale=p_int8_gray[:, cd.MASK])
     t = choice["threshold"]
 
     check = edgetpu_check.check_tflite(int8_path)
@@ -87,7 +91,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
         labels=labels,
         crop={"margin": cd.CROP_MARGIN, "size": cd.CROP_SIZE, "function": "maskgate.edge.crops.face_crop"},
         test_time={"flip_average": FLIP_AVERAGE},
-        thresholds={"p_mask": t, "chosen": {**choice, "on": "validation crops, int8 model"}},
+        thresholds={"p_mask": t, "chosen": {**choice, "on": CROP_LEVEL_ON}},
         source={"file": keras_path.name, "sha256": manifest.sha256_file(keras_path), **_training_record(keras_path)},
         calibration={"crops": len(calib), "from": "training split of the crop set (maskgate train)", "seed": 0},
         edgetpu_check=check.to_json(),
@@ -114,7 +118,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
     if measure:
         score, p_mask, table = choose_detector_threshold(shared, out_dir, detector_path, t)
         entry["thresholds"] = {"p_mask": p_mask, "chosen": {
-            "crop_level": {**choice, "on": "validation crops, int8 model"},
+            "crop_level": {**choice, "on": CROP_LEVEL_ON},
             "gate_level": {"on": "held-out encounters (false rejects) + must-stay-locked frames: held-out unmasked encounters, "
                                  "face-free frames of every scene, every unmasked encounter in grayscale; int8 models",
                            "best_per_detector_score": table}}}

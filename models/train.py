@@ -4,7 +4,7 @@ Outputs (in ``build/classifier/`` unless told otherwise): ``mask_classifier.kera
 (loss and accuracy per epoch), ``confusion.png`` and ``report.json`` (confusion matrices on the fixed
 validation split, the chosen threshold and what it gives).  The threshold is chosen on the
 validation split to keep false accepts — a face without a mask, a mask below the nose, or something
-that is not a face, scored as masked — at or below ``max_false_accept``.
+that is not a face, scored as masked — at or below ``max_false_accept``, in colour and in grayscale.
 """
 
 from __future__ import annotations
@@ -102,23 +102,47 @@ def device_crops(images: np.ndarray) -> np.ndarray:
     return np.stack([cd.device_crop_from_context(c) for c in images])
 
 
-def choose_threshold(p_mask: np.ndarray, is_mask: np.ndarray, max_false_accept: float) -> dict:
+def grayscale_crops(crops: np.ndarray) -> np.ndarray:
+    """The crops without colour, as a Pi NoIR / IR camera delivers them at night (3 equal channels)."""
+    from maskgate.edge.lowlight import grayscale
+
+    return np.stack([grayscale(c) for c in crops])
+
+
+def _lowest_threshold(neg: np.ndarray, max_false_accept: float) -> float:
+    """The lowest threshold at which at most ``max_false_accept`` of ``neg`` score at or above it."""
+    neg = np.sort(neg)
+    allowed = int(np.floor(max_false_accept * len(neg)))  # negatives allowed at or above the threshold
+    # just above the (allowed+1)-th highest negative score
+    return float(np.nextafter(neg[-(allowed + 1)], 1.0)) if len(neg) > allowed else 0.0
+
+
+def choose_threshold(p_mask: np.ndarray, is_mask: np.ndarray, max_false_accept: float, *,
+                     p_mask_grayscale: np.ndarray | None = None) -> dict:
     """The lowest threshold whose false-accept rate on non-masked examples is at most ``max_false_accept``.
 
     Lowest, because among thresholds that keep false accepts that rare it lets the most masked people in.
+    With ``p_mask_grayscale`` (the same examples without colour, as an IR camera sees them at night)
+    the rate must hold in both: the threshold is the higher of the two.
     """
-    neg = np.sort(p_mask[~is_mask])
-    pos = p_mask[is_mask]
-    allowed = int(np.floor(max_false_accept * len(neg)))  # negatives allowed at or above the threshold
-    # threshold just above the (allowed+1)-th highest negative score
-    t = float(np.nextafter(neg[-(allowed + 1)], 1.0)) if len(neg) > allowed else 0.0
+    neg, pos = p_mask[~is_mask], p_mask[is_mask]
+    t = _lowest_threshold(neg, max_false_accept)
+    if p_mask_grayscale is not None:
+        t = max(t, _lowest_threshold(p_mask_grayscale[~is_mask], max_false_accept))
     t = min(max(t, 0.5), 0.999)  # never below an even chance
-    return {
-        "threshold": round(t, 4),
+    t4 = round(t, 4)  # recorded with 4 decimals: rounded up, so that rounding lets no negative through
+    t = t4 if t4 >= t else round(t4 + 1e-4, 4)
+    out = {
+        "threshold": t,
         "false_accept_rate": float(np.mean(neg >= t)) if len(neg) else 0.0,
         "false_reject_rate": float(np.mean(pos < t)) if len(pos) else 0.0,
         "negatives": int(len(neg)), "positives": int(len(pos)), "max_false_accept": max_false_accept,
     }
+    if p_mask_grayscale is not None:
+        g_neg, g_pos = p_mask_grayscale[~is_mask], p_mask_grayscale[is_mask]
+        out["grayscale"] = {"false_accept_rate": float(np.mean(g_neg >= t)) if len(g_neg) else 0.0,
+                            "false_reject_rate": float(np.mean(g_pos < t)) if len(g_pos) else 0.0}
+    return out
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, n: int) -> list[list[int]]:
@@ -176,7 +200,8 @@ def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSetti
 
     onehot = np.eye(len(cd.CLASSES), dtype=np.float32)[labels]
     batches = _batches(keras, images, onehot, np.ones(len(labels), np.float32), draw, s.batch_size, augment, s.seed)
-    x_val = device_crops(images[val_idx]).astype(np.float32)
+    val_crops = device_crops(images[val_idx])
+    x_val = val_crops.astype(np.float32)
     y_val = onehot[val_idx]
 
     model = build_mask_classifier(cd.CROP_SIZE, len(cd.CLASSES), seed=s.seed)
@@ -193,8 +218,9 @@ def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSetti
     model_path = out_dir / "mask_classifier.keras"
     model.save(model_path)
     probs = model.predict(x_val, batch_size=256, verbose=0)
+    probs_gray = model.predict(grayscale_crops(val_crops).astype(np.float32), batch_size=256, verbose=0)
     is_mask = labels[val_idx] == cd.MASK
-    choice = choose_threshold(probs[:, cd.MASK], is_mask, s.max_false_accept)
+    choice = choose_threshold(probs[:, cd.MASK], is_mask, s.max_false_accept, p_mask_grayscale=probs_gray[:, cd.MASK])
     report = {
         "settings": asdict(s),
         "examples": {"train": int(len(train_idx)), "validation": int(len(val_idx))},

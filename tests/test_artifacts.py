@@ -71,6 +71,11 @@ def test_classifier_size_labels_and_thresholds():
     assert entry["labels"][0] == "with_mask" and "not_face" in entry["labels"]
     assert 0.5 <= entry["thresholds"]["p_mask"] < 1.0
     assert 0 < entry["crop"]["margin"] < 1
+    # the door's p_mask is never below the crop-level choice, which holds in colour and without colour
+    crop = entry["thresholds"]["chosen"]["crop_level"]
+    assert entry["thresholds"]["p_mask"] >= crop["threshold"]
+    for rates in (crop, crop["grayscale"]):
+        assert rates["false_accept_rate"] <= crop["max_false_accept"], rates
     det = MANIFEST["artifacts"]["face_detector_224x168_int8.tflite"]
     assert 0 < det["thresholds"]["score"] < 1
 

@@ -81,3 +81,32 @@ def test_threshold_choice_keeps_false_accepts_at_the_target():
     assert np.mean(neg >= c["threshold"]) <= 0.01
     looser = choose_threshold(p, is_mask, 0.05)
     assert looser["threshold"] <= c["threshold"] and looser["false_reject_rate"] <= c["false_reject_rate"]
+
+
+def test_threshold_choice_holds_the_false_accept_target_in_grayscale_too():
+    from maskgate.models.train import choose_threshold
+
+    rng = np.random.default_rng(1)
+    neg = rng.beta(2, 8, 1000)
+    pos = rng.beta(8, 2, 1000)
+    p = np.concatenate([neg, pos])
+    is_mask = np.r_[np.zeros(1000, bool), np.ones(1000, bool)]
+    colour_only = choose_threshold(p, is_mask, 0.01)
+    # without colour, unmasked faces look more like masked ones: the grayscale negatives score higher
+    gray = np.concatenate([rng.beta(4, 5, 1000), rng.beta(6, 3, 1000)])
+    both = choose_threshold(p, is_mask, 0.01, p_mask_grayscale=gray)
+    assert both["threshold"] > colour_only["threshold"]
+    assert np.mean(gray[:1000] >= both["threshold"]) <= 0.01 and both["grayscale"]["false_accept_rate"] <= 0.01
+    assert np.mean(neg >= both["threshold"]) <= 0.01
+    # the other way round the colour negatives decide, and grayscale changes nothing
+    easy_gray = np.concatenate([neg * 0.5, pos])
+    assert choose_threshold(p, is_mask, 0.01, p_mask_grayscale=easy_gray)["threshold"] == colour_only["threshold"]
+
+
+def test_the_threshold_is_rounded_up_so_that_rounding_lets_no_negative_through():
+    from maskgate.models.train import choose_threshold
+
+    neg = np.array([0.1, 0.2, 0.880849])  # round(0.880849 + ε, 4) would be 0.8808, below this negative
+    pos = np.array([0.95, 0.99])
+    c = choose_threshold(np.r_[neg, pos], np.r_[np.zeros(3, bool), np.ones(2, bool)], 0.0)
+    assert c["threshold"] == 0.8809 and c["false_accept_rate"] == 0.0
