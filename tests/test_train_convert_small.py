@@ -68,14 +68,16 @@ def test_training_and_classifier_conversion_on_a_few_pictures(shared, tmp_path):
     assert probs.shape == (3,) and abs(float(probs.sum()) - 1.0) < 0.05
 
 
+def _scores(rng: np.random.Generator, n: int = 1000):
+    """p_mask of n negatives (low) and n masked examples (high), their concatenation and the mask labels."""
+    neg, pos = rng.beta(2, 8, n), rng.beta(8, 2, n)
+    return neg, pos, np.concatenate([neg, pos]), np.r_[np.zeros(n, bool), np.ones(n, bool)]
+
+
 def test_threshold_choice_keeps_false_accepts_at_the_target():
     from maskgate.models.train import choose_threshold
 
-    rng = np.random.default_rng(0)
-    neg = rng.beta(2, 8, 1000)
-    pos = rng.beta(8, 2, 1000)
-    p = np.concatenate([neg, pos])
-    is_mask = np.r_[np.zeros(1000, bool), np.ones(1000, bool)]
+    neg, pos, p, is_mask = _scores(np.random.default_rng(0))
     c = choose_threshold(p, is_mask, 0.01)
     assert c["false_accept_rate"] <= 0.01
     assert np.mean(neg >= c["threshold"]) <= 0.01
@@ -87,10 +89,7 @@ def test_threshold_choice_holds_the_false_accept_target_in_grayscale_too():
     from maskgate.models.train import choose_threshold
 
     rng = np.random.default_rng(1)
-    neg = rng.beta(2, 8, 1000)
-    pos = rng.beta(8, 2, 1000)
-    p = np.concatenate([neg, pos])
-    is_mask = np.r_[np.zeros(1000, bool), np.ones(1000, bool)]
+    neg, pos, p, is_mask = _scores(rng)
     colour_only = choose_threshold(p, is_mask, 0.01)
     # without colour, unmasked faces look more like masked ones: the grayscale negatives score higher
     gray = np.concatenate([rng.beta(4, 5, 1000), rng.beta(6, 3, 1000)])
