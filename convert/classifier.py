@@ -195,10 +195,10 @@ def choose_detector_threshold(shared: Path, out_dir: Path, detector_path: Path, 
     from maskgate.facefree import face_free_frames
     from maskgate.models.classifier_data import in_validation
 
-    folder = shared / "data" / "encounters"
-    enc = [f for f in frames_from_folder(folder) if in_validation(f"wild:{f[2]}")]
+    frames = list(frames_from_folder(shared / "data" / "encounters"))
+    enc = [f for f in frames if in_validation(f"wild:{f[2]}")]
     free = [(n, "no_face", "", img) for n, img in face_free_frames(shared)]
-    dark_unmasked = [f for f in frames_from_folder(folder, transform=grayscale) if f[1] != "with_mask"]
+    dark_unmasked = [(n, label, src, grayscale(img)) for n, label, src, img in frames if label != "with_mask"]
     analyzer = build_analyzer(_config_for(out_dir, min(SCORE_GRID)))
     records = record_candidates(analyzer, enc + free + dark_unmasked)
     clf = analyzer.classifier

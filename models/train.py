@@ -132,17 +132,16 @@ def choose_threshold(p_mask: np.ndarray, is_mask: np.ndarray, max_false_accept: 
     t = min(max(t, 0.5), 0.999)  # never below an even chance
     t4 = round(t, 4)  # recorded with 4 decimals: rounded up, so that rounding lets no negative through
     t = t4 if t4 >= t else round(t4 + 1e-4, 4)
-    out = {
-        "threshold": t,
-        "false_accept_rate": float(np.mean(neg >= t)) if len(neg) else 0.0,
-        "false_reject_rate": float(np.mean(pos < t)) if len(pos) else 0.0,
-        "negatives": int(len(neg)), "positives": int(len(pos)), "max_false_accept": max_false_accept,
-    }
+    out = {"threshold": t, **_rates(neg, pos, t),
+           "negatives": int(len(neg)), "positives": int(len(pos)), "max_false_accept": max_false_accept}
     if p_mask_grayscale is not None:
-        g_neg, g_pos = p_mask_grayscale[~is_mask], p_mask_grayscale[is_mask]
-        out["grayscale"] = {"false_accept_rate": float(np.mean(g_neg >= t)) if len(g_neg) else 0.0,
-                            "false_reject_rate": float(np.mean(g_pos < t)) if len(g_pos) else 0.0}
+        out["grayscale"] = _rates(p_mask_grayscale[~is_mask], p_mask_grayscale[is_mask], t)
     return out
+
+
+def _rates(neg: np.ndarray, pos: np.ndarray, t: float) -> dict:
+    return {"false_accept_rate": float(np.mean(neg >= t)) if len(neg) else 0.0,
+            "false_reject_rate": float(np.mean(pos < t)) if len(pos) else 0.0}
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, n: int) -> list[list[int]]:
