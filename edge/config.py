@@ -73,6 +73,10 @@ class DetectionConfig:
     )
     min_face: int = opt(80, "Minimum face width in frame pixels: the person at the door, not passers-by.", min=16, max=2000)
     max_face_fraction: float = opt(0.7, "Boxes wider than this fraction of the frame are not a face at the door.", min=0.2, max=1.0)
+    zoom_out: float = opt(
+        1.0, "Show the detector the frame this many times smaller, inside a grey border: res10 misses faces that "
+        "fill much of its input, as with a camera mounted close to the door. The manifest's thresholds were chosen at 1 (README, 'A camera close to the door').", min=1.0, max=3.0,
+    )
     other_face_score: float = opt(
         0.5, "Detector score a face besides the largest needs to count as another person (max_people, "
         "another person without a mask).", min=0.05, max=0.99,

@@ -76,7 +76,8 @@ def build_analyzer(cfg: Config, *, detector: Path | None = None, classifier: Pat
         raise ModelError(f"manifest entry of {det_path.name} / {clf_path.name} is incomplete: missing {exc}") from None
     threads, tpu = cfg.models.threads, cfg.models.edgetpu
     face_detector = FaceDetector(load_model(detector or det_path, threads=threads, edgetpu=tpu),
-                                 score_threshold=score, nms_threshold=cfg.detection.nms_threshold)
+                                 score_threshold=score, nms_threshold=cfg.detection.nms_threshold,
+                                 zoom_out=cfg.detection.zoom_out)
     mask_classifier = MaskClassifier(load_model(classifier or clf_path, threads=threads, edgetpu=tpu),
                                      labels=labels, margin=margin, threshold=mask_t, flip_average=flip_average)
     return FrameAnalyzer(face_detector, mask_classifier, min_face=cfg.detection.min_face, mask_threshold=mask_t,

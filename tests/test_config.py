@@ -24,6 +24,7 @@ def test_defaults_run_on_a_bare_box():
     ("[policy]\nwindow = 3\nrequired = 4\n", "policy.required", "cannot exceed"),
     ("[gpio]\nlock_active_high = 1\n", "gpio.lock_active_high", "true or false"),
     ("[email]\nrecipients = 'a@b'\n", "email.recipients", "list of str"),
+    ("[detection]\nzoom_out = 0.5\n", "detection.zoom_out", ">= 1"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, key, words):
     f = tmp_path / "bad.toml"

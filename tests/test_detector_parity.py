@@ -65,3 +65,41 @@ def test_weights_are_dequantized_like_the_graph(shared):
     assert abs(base + 1.0) <= step / 2
     np.testing.assert_allclose(dequantize_min_first(q, -1.0, 1.0), [base, base + step, base + 255 * step], rtol=1e-7)
     assert (dequantize_min_first(np.zeros(3, np.uint8), 0.0, 1.1754944e-38) == 0).all()
+
+
+def test_zoom_out_shows_the_frame_smaller_inside_a_grey_border_and_maps_boxes_back(shared):
+    """``detection.zoom_out``: the network sees the frame shrunk and centred on grey; the boxes it
+    returns are still in frame pixels, where the face is."""
+    import cv2
+    import numpy as np
+
+    from maskgate.edge.detector import ZOOM_BORDER
+
+    frame = cv2.imread(str(shared / "data" / "encounters" / "0001.jpg"))
+    path = ARTIFACT_DIR / "face_detector_300x300_int8.tflite"
+    plain = FaceDetector(load_model(path, threads=2, edgetpu="off"))
+    zoomed = FaceDetector(load_model(path, threads=2, edgetpu="off"), zoom_out=1.5)
+
+    zoomed.run(frame)
+    buf = zoomed.model.input_buffer()
+    x0, y0, iw, ih = zoomed._inner
+    assert (iw, ih) == (200, 200) and (x0, y0) == (50, 50)
+    assert (buf[:y0] == ZOOM_BORDER).all() and (buf[:, :x0] == ZOOM_BORDER).all()
+    assert (buf[y0 + ih:] == ZOOM_BORDER).all() and (buf[:, x0 + iw:] == ZOOM_BORDER).all()
+    inner = cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(buf[y0:y0 + ih, x0:x0 + iw], inner)
+    del buf
+
+    b1, s1 = plain.detect(frame, 0.5)
+    b2, s2 = zoomed.detect(frame, 0.5)
+    assert len(b1) and len(b2), "the visitor's face is found with and without zoom"
+    from maskgate.edge.ssd import iou_one_to_many
+
+    assert iou_one_to_many(b1[0], b2[:1])[0] >= 0.7, (b1[0], b2[0])
+    assert (b2[:, 2] <= frame.shape[1]).all() and (b2[:, 3] <= frame.shape[0]).all()
+
+
+def test_zoom_out_outside_its_range_is_refused():
+    path = ARTIFACT_DIR / "face_detector_224x168_int8.tflite"
+    with pytest.raises(ValueError, match="zoom_out"):
+        FaceDetector(load_model(path, threads=2, edgetpu="off"), zoom_out=0.9)
