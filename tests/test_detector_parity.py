@@ -1,19 +1,23 @@
 """The Keras port of res10 against cv2.dnn, the reference (needs the train extra for Keras).
 
 Parity on a sample of the wild photos (the full 569 are measured at conversion and recorded in the
-manifest), and the int8 model's recall on faces >= 60 px against cv2.dnn's on all of them.
+manifest), the int8 model's recall on faces >= 60 px against cv2.dnn's on all of them, and the
+detector's zoom_out view (frame shrunk inside a grey border, boxes mapped back).
 """
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import need_tensorflow
 from maskgate import datasets
 from maskgate.convert.detector import face_detector_files
 from maskgate.convert.parity import OpenCVReference, detection_parity, face_recall
-from maskgate.edge.detector import FaceDetector
+from maskgate.edge.detector import ZOOM_BORDER, FaceDetector
 from maskgate.edge.runtime import load_model
+from maskgate.edge.ssd import iou_one_to_many
 from maskgate.models import ARTIFACT_DIR
 
 
@@ -51,7 +55,6 @@ def test_int8_recall_on_faces_of_60px_is_within_one_point_of_cv2(shared, wild):
 
 def test_weights_are_dequantized_like_the_graph(shared):
     need_tensorflow()
-    import numpy as np
 
     from maskgate.models.face_detector import dequantize_min_first, read_graph_weights
 
@@ -70,11 +73,6 @@ def test_weights_are_dequantized_like_the_graph(shared):
 def test_zoom_out_shows_the_frame_smaller_inside_a_grey_border_and_maps_boxes_back(shared):
     """``detection.zoom_out``: the network sees the frame shrunk and centred on grey; the boxes it
     returns are still in frame pixels, where the face is."""
-    import cv2
-    import numpy as np
-
-    from maskgate.edge.detector import ZOOM_BORDER
-
     frame = cv2.imread(str(shared / "data" / "encounters" / "0001.jpg"))
     path = ARTIFACT_DIR / "face_detector_300x300_int8.tflite"
     plain = FaceDetector(load_model(path, threads=2, edgetpu="off"))
@@ -90,11 +88,9 @@ def test_zoom_out_shows_the_frame_smaller_inside_a_grey_border_and_maps_boxes_ba
     assert np.array_equal(buf[y0:y0 + ih, x0:x0 + iw], inner)
     del buf
 
-    b1, s1 = plain.detect(frame, 0.5)
-    b2, s2 = zoomed.detect(frame, 0.5)
+    b1, _ = plain.detect(frame, 0.5)
+    b2, _ = zoomed.detect(frame, 0.5)
     assert len(b1) and len(b2), "the visitor's face is found with and without zoom"
-    from maskgate.edge.ssd import iou_one_to_many
-
     assert iou_one_to_many(b1[0], b2[:1])[0] >= 0.7, (b1[0], b2[0])
     assert (b2[:, 2] <= frame.shape[1]).all() and (b2[:, 3] <= frame.shape[0]).all()
 
