@@ -30,7 +30,7 @@ def face_detector_files(shared: Path) -> tuple[Path, Path]:
 def convert_detector(shared: Path, out_dir: Path, float_dir: Path, width: int, height: int, *,
                      weights: dict, command: str, calibration_count: int = 320, measure: bool = True) -> dict:
     """Write the int8 (``out_dir``) and float (``float_dir``) TFLite files for one input size; return the manifest entry."""
-    from maskgate.models.face_detector import KerasFaceDetector, build_res10
+    from maskgate.models.face_detector import build_res10
 
     pb, pbtxt = face_detector_files(shared)
     model = build_res10(width, height, weights)

@@ -15,7 +15,7 @@ import pytest
 
 from maskgate.edge.alerts import Notifier
 from maskgate.edge.config import Config
-from maskgate.edge.events import EventLog, EventStore
+from maskgate.edge.events import EventLog
 from maskgate.edge.status import GateStatus
 
 from alerts_helpers import Mosquitto, Subscriber, self_signed_cert, wait_until, write_secret

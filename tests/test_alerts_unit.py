@@ -16,7 +16,7 @@ from maskgate.edge.alerts.outbox import Backoff, Channel, DeliveryFailed, EventR
 from maskgate.edge.alerts.telemetry import Telemetry, cpu_temperature, decode_throttled, parse_throttled
 from maskgate.edge.alerts.webhook import redacted, sign, verify
 from maskgate.edge.config import Config
-from maskgate.edge.events import Event, EventLog, EventStore
+from maskgate.edge.events import Event, EventLog
 from maskgate.edge.status import GateStatus
 from maskgate.errors import ConfigError
 

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -22,7 +21,7 @@ from maskgate.edge.actuators import Hardware
 from maskgate.edge.config import Config
 from maskgate.edge.events import EventStore
 from maskgate.edge.gate import Gate
-from maskgate.edge.sources import Frame, FrameSource, open_source
+from maskgate.edge.sources import open_source
 from maskgate.edge.sources.live import ThreadedLiveSource
 from maskgate.errors import ModelError
 

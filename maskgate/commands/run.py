@@ -12,7 +12,6 @@ telemetry and 'crowd' events; no lock, no GPIO (docs/annotate.md).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 
 def add_arguments(p):
