@@ -28,6 +28,7 @@ from maskgate.convert.tflite_export import to_tflite
 from maskgate.edge.classifier import MaskClassifier
 from maskgate.edge.config import Config
 from maskgate.edge.runtime import load_model
+from maskgate.sweep import SCORE_GRID, Sweep, record_candidates
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ CLASSIFIER_NAME = "mask_classifier_int8.tflite"
 CLASSIFIER_FLOAT_NAME = "mask_classifier_float.tflite"  # small: committed as the float reference
 MAX_CROP_FALSE_ACCEPT = 0.005
 MAX_GATE_FALSE_ACCEPT = 0.0
-SCORE_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 CROP_LEVEL_ON = "validation crops in colour and in grayscale, int8 model"
 #: Classify each face and its mirror image and average (recorded in the manifest; the device follows it).
 FLIP_AVERAGE = True
@@ -150,33 +150,6 @@ def _config_for(out_dir: Path, score: float | None = None) -> Config:
     return cfg
 
 
-def record_candidates(analyzer, frames) -> list[tuple[str, list]]:
-    """(label, candidates at the analyzer's own, lowest, detector threshold) per frame."""
-    return [(label, analyzer.candidates(image)) for _name, label, _source, image in frames]
-
-
-def unlock_counts(records, *, score: float, p_mask: float, mask_index: int, not_face_index: int | None,
-                  other_face_score: float, max_people: int = 1) -> dict:
-    """Gate verdicts of recorded frames for one (detector score, p_mask) pair, without rerunning models."""
-    from maskgate.edge.analysis import select_faces
-    from maskgate.edge.policy import frame_passes
-
-    fa = fr = must_lock = must_unlock = 0
-    for label, cands in records:
-        faces, _ = select_faces(cands, mask_index=mask_index, not_face_index=not_face_index, mask_threshold=p_mask,
-                                other_face_score=other_face_score, min_score=score)
-        unlocked = frame_passes(faces, max_people)[0]
-        if label == "with_mask":
-            must_unlock += 1
-            fr += not unlocked
-        else:
-            must_lock += 1
-            fa += unlocked
-    return {"score": score, "p_mask": round(p_mask, 4), "false_accepts": fa, "must_lock": must_lock,
-            "false_rejects": fr, "must_unlock": must_unlock,
-            "false_reject_rate": round(fr / must_unlock, 4) if must_unlock else 0.0}
-
-
 def choose_detector_threshold(shared: Path, out_dir: Path, detector_path: Path, min_p_mask: float) -> tuple[float, float, list[dict]]:
     """The detector score and p_mask thresholds, chosen together on doorway frames.
 
@@ -200,13 +173,9 @@ def choose_detector_threshold(shared: Path, out_dir: Path, detector_path: Path, 
     free = [(n, "no_face", "", img) for n, img in face_free_frames(shared)]
     dark_unmasked = [(n, label, src, grayscale(img)) for n, label, src, img in frames if label != "with_mask"]
     analyzer = build_analyzer(_config_for(out_dir, min(SCORE_GRID)))
-    records = record_candidates(analyzer, enc + free + dark_unmasked)
-    clf = analyzer.classifier
-    table = []
-    for score in SCORE_GRID:
-        for p in np.round(np.arange(min_p_mask, 0.995, 0.01), 4):
-            table.append(unlock_counts(records, score=score, p_mask=float(p), mask_index=clf.mask_index,
-                                       not_face_index=clf.not_face_index, other_face_score=analyzer.other_face_score))
+    sweep = Sweep(record_candidates(analyzer, enc + free + dark_unmasked), analyzer, SCORE_GRID)
+    table = [sweep.counts(score, float(p)) for score in SCORE_GRID
+             for p in np.round(np.arange(min_p_mask, 0.995, 0.01), 4)]
     ok = [r for r in table if r["false_accepts"] <= MAX_GATE_FALSE_ACCEPT * max(r["must_lock"], 1)]
     if not ok:
         best = max(table, key=lambda r: (r["score"], r["p_mask"]))

@@ -24,7 +24,6 @@ import numpy as np
 
 from maskgate import datasets
 from maskgate.edge.analysis import FrameAnalyzer
-from maskgate.edge.crops import face_crop
 from maskgate.edge.policy import frame_passes
 from maskgate.edge.ssd import iou_one_to_many
 
@@ -174,4 +173,41 @@ def face_free_metrics(analyzer: FrameAnalyzer, shared: Path, *, max_people: int 
         "unlocked": sum(o.unlocked for o in outcomes),
         "faces_reported": sum(o.faces > 0 for o in outcomes),
         "unlocked_frames": [o.name for o in outcomes if o.unlocked][:50],
+    }
+
+
+def threshold_sweep(analyzer: FrameAnalyzer, frames, shared: Path | None = None, *, max_people: int = 1) -> dict:
+    """The trade-off at other thresholds (:mod:`maskgate.sweep`), from one run of the models.
+
+    Rows are ``p_mask`` values at the analyzer's detector score, counted over all frames, the frames of
+    held-out scenes and (with ``shared``) the face-free frames; ``bounds`` gives, per detector score,
+    the highest ``p_mask`` at which some frame that must stay locked would still unlock.
+    """
+    from maskgate.facefree import face_free_frames
+    from maskgate.models.classifier_data import in_validation
+    from maskgate.sweep import P_MASK_GRID, SCORE_GRID, Sweep, record_candidates
+
+    door_score, door_p = analyzer.detector.score_threshold, analyzer.mask_threshold
+    scores = sorted({*SCORE_GRID, door_score})
+    records = record_candidates(analyzer, frames, min(scores))
+    n = len(records)
+    subsets = {"all": range(n)}
+    held = [i for i, r in enumerate(records) if r.source and in_validation(f"wild:{r.source}")]
+    if held and len(held) < n:
+        subsets["held_out_scenes"] = held
+    if shared is not None:
+        records += record_candidates(analyzer, ((name, "no_face", "", img) for name, img in face_free_frames(shared)),
+                                     min(scores))
+        subsets["face_free"] = range(n, len(records))
+    sweep = Sweep(records, analyzer, scores, max_people)
+    table = [{"p_mask": p, **{part: sweep.counts(door_score, p, idx) for part, idx in subsets.items()}}
+             for p in sorted({*P_MASK_GRID, door_p})]
+    return {
+        "door": {"score": door_score, "p_mask": door_p},
+        "table": table,
+        "bounds": [{"score": s, "bound": sweep.must_lock_bound(s)} for s in scores],
+        "never_unlock": f"{len(sweep.never_unlock(door_score))}/{sum(r.must_unlock for r in records)}",
+        "hardest_must_lock": [{"name": r.name, "label": r.label, "unlock_point": round(p, 4)}
+                              for p, r in sweep.hardest_must_lock(door_score)],
+        "unlock_points": {r.name: p for r, p in zip(records, sweep.points[door_score])},
     }

@@ -8,6 +8,8 @@ verdict on each, false-accept and false-reject rates, overall and on scenes held
 For VOC photos: detection recall by class and size and precision, the classifier on ground-truth
 boxes, and the gate on doorway frames made from each face (the encounters protocol).
 --face-free adds frames of objects and empty doorways made from ../shared (none may unlock).
+--sweep adds the threshold trade-off (maskgate.sweep): false accepts and false rejects at other
+detector / p_mask thresholds, and the must-stay-locked frames that bound p_mask, from one model run.
 --lowlight MODE --darken evaluates on darkened frames with a low-light step; --grayscale on frames
 without colour, as a Pi NoIR / IR camera delivers them at night.
 The int8 models (the device's) and the float references are measured side by side when the
@@ -28,11 +30,11 @@ def add_arguments(p):
     p.add_argument("--face-free", action="store_true", help="also measure frames of objects and empty doorways")
     p.add_argument("--darken", action="store_true", help="darken every frame first (dusk)")
     p.add_argument("--grayscale", action="store_true", help="drop the colour of every frame first (IR camera at night)")
+    p.add_argument("--sweep", action="store_true", help="also print false accepts / rejects at other thresholds")
     p.add_argument("--lowlight", choices=["off", "gamma", "clahe", "auto"], default="off", help="low-light step before inference")
 
 
 def _variants(cfg, wanted: list[str]) -> dict:
-    from maskgate.convert.detector import detector_name
     from maskgate.convert.pipeline import float_model_dir
     from maskgate.edge.model_files import build_analyzer, model_paths
 
@@ -89,6 +91,10 @@ def main(args) -> int:
             raise DataError(f"{args.data}: eval takes a frames folder or a VOC folder, not a faces folder")
         if args.face_free:
             r["face_free"] = evaluation.face_free_metrics(analyzer, datasets.shared_dir())
+        if args.sweep:
+            frames = evaluation.frames_from_folder(args.data, transform=t) if kind == "frames" else \
+                evaluation.frames_from_voc(args.data, transform=t)
+            r["sweep"] = evaluation.threshold_sweep(analyzer, frames, datasets.shared_dir() if args.face_free else None)
         report["models"][name] = r
         _print_summary(name, r)
     if args.json:
@@ -116,3 +122,29 @@ def _print_summary(name: str, r: dict) -> None:
     if "face_free" in r:
         ff = r["face_free"]
         print(f"[{name}] face-free frames: {ff['unlocked']}/{ff['frames']} unlocked, faces reported in {ff['faces_reported']}")
+    if "sweep" in r:
+        _print_sweep(name, r["sweep"])
+
+
+def _print_sweep(name: str, sw: dict) -> None:
+    door = sw["door"]
+    parts = [p for p in ("held_out_scenes", "face_free") if p in sw["table"][0]]
+    print(f"[{name}] threshold sweep at detector score {door['score']} (the door: p_mask {door['p_mask']}):")
+    print("    p_mask  false accepts  false rejects  " + "  ".join(
+        {"held_out_scenes": "held-out false rejects", "face_free": "face-free unlocked"}[p] for p in parts))
+    for row in sw["table"]:
+        a = row["all"]
+        cols = [f"{row['p_mask']:<6}", f"{a['false_accepts']:>5}/{a['must_lock']:<7}",
+                f"{a['false_rejects']:>5}/{a['must_unlock']:<7}"]
+        if "held_out_scenes" in row:
+            h = row["held_out_scenes"]
+            cols.append(f"{h['false_rejects']:>12}/{h['must_unlock']:<9}")
+        if "face_free" in row:
+            f = row["face_free"]
+            cols.append(f"{f['false_accepts']:>12}/{f['must_lock']}")
+        print("    " + "  ".join(cols))
+    print(f"    masked frames no p_mask lets in (no face at the door, or too many people): {sw['never_unlock']}")
+    print("    must-stay-locked frames that unlock at the highest p_mask: " + ", ".join(
+        f"{h['name']} ({h['label']}) {h['unlock_point']:.3f}" for h in sw["hardest_must_lock"][:5]))
+    print("    p_mask must lie above, per detector score: " + ", ".join(
+        f"{b['score']}: {b['bound']:.3f}" if b["bound"] is not None else f"{b['score']}: any" for b in sw["bounds"]))
