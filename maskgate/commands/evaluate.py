@@ -92,6 +92,8 @@ def main(args) -> int:
         if args.face_free:
             r["face_free"] = evaluation.face_free_metrics(analyzer, datasets.shared_dir())
         if args.sweep:
+            # a second pass over the frames, on purpose: the gate report above comes from the device's own
+            # per-frame path (analyse), the sweep from recorded candidates; tests hold the two to the same counts
             frames = evaluation.frames_from_folder(args.data, transform=t) if kind == "frames" else \
                 evaluation.frames_from_voc(args.data, transform=t)
             r["sweep"] = evaluation.threshold_sweep(analyzer, frames, datasets.shared_dir() if args.face_free else None)
