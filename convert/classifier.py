@@ -53,20 +53,22 @@ def _probs(path: Path, crops: np.ndarray, labels: list[str]) -> np.ndarray:
 
 
 def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path: Path, *, command: str,
-                       measure: bool = True, calibration_count: int = 320) -> tuple[str, dict]:
+                       measure: bool = True, calibration_count: int = 320,
+                       crops_dir: Path | None = None, limit: int | None = None) -> tuple[str, dict]:
+    """Convert ``keras_path`` to int8 and choose its thresholds (``limit``: the crop set of a ``--limit`` run)."""
     from maskgate.convert.detector import DOORWAY_SIZE, detector_name
     from maskgate.models import classifier_data as cd
-    from maskgate.models._tf import import_keras
+    from maskgate.models.mask_classifier import load_mask_classifier
     from maskgate.models.train import choose_threshold, device_crops, evaluate_split, grayscale_crops, load_or_build_crops
 
-    keras = import_keras()
-    model = keras.models.load_model(keras_path)
+    model = load_mask_classifier(keras_path)
     detector_path = out_dir / detector_name(*DOORWAY_SIZE)
-    data = load_or_build_crops(shared, detector_path, keras_path.parent)
-    val = data["val"]
+    data = load_or_build_crops(shared, detector_path, crops_dir or keras_path.parent, limit=limit)
+    size = int(model.input_shape[1])
     rng = np.random.default_rng(0)
-    train_idx = rng.choice(np.flatnonzero(~val), min(calibration_count, int((~val).sum())), replace=False)
-    calib = device_crops(data["images"][train_idx]).astype(np.float32)
+    train_idx = rng.choice(np.flatnonzero(~data["val"]), min(calibration_count, int((~data["val"]).sum())), replace=False)
+    calib = device_crops(data["images"][train_idx], size).astype(np.float32)
+    val = cd.threshold_split(data["kinds"], data["val"])
     int8_path = out_dir / CLASSIFIER_NAME
     float_path = out_dir / CLASSIFIER_FLOAT_NAME
     log.info("converting the mask classifier (%d calibration crops)", len(calib))
@@ -74,7 +76,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
     float_path.write_bytes(to_tflite(model))
 
     labels = list(cd.CLASSES)
-    val_crops = device_crops(data["images"][val])
+    val_crops = device_crops(data["images"][val], size)
     val_labels, val_kinds = data["labels"][val], data["kinds"][val]
     p_int8 = _probs(int8_path, val_crops, labels)
     p_float = _probs(float_path, val_crops, labels)
@@ -89,7 +91,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
         kind="mask_classifier",
         **manifest.io_fields(check),
         labels=labels,
-        crop={"margin": cd.CROP_MARGIN, "size": cd.CROP_SIZE, "function": "maskgate.edge.crops.face_crop"},
+        crop={"margin": cd.CROP_MARGIN, "size": size, "function": "maskgate.edge.crops.face_crop"},
         test_time={"flip_average": FLIP_AVERAGE},
         thresholds={"p_mask": t, "chosen": {**choice, "on": CROP_LEVEL_ON}},
         source={"file": keras_path.name, "sha256": manifest.sha256_file(keras_path), **_training_record(keras_path)},
@@ -136,8 +138,9 @@ def _training_record(keras_path: Path) -> dict:
     if not report.is_file():
         return {}
     r = json.loads(report.read_text())
-    return {"trained_by": "maskgate train", "training": {"settings": r.get("settings"), "seconds": r.get("seconds"),
-                                                         "tensorflow": r.get("tensorflow"), "report": str(report.name)}}
+    return {"trained_by": "maskgate train", "training": {
+        "settings": r.get("settings"), "seed": (r.get("settings") or {}).get("seed"), "seconds": r.get("seconds"),
+        "machine": r.get("machine"), "tensorflow": r.get("tensorflow"), "report": str(report.name)}}
 
 
 def _config_for(out_dir: Path, score: float | None = None) -> Config:
@@ -148,6 +151,52 @@ def _config_for(out_dir: Path, score: float | None = None) -> Config:
     if score is not None:
         cfg = cfg.replace(detection={"score_threshold": score})
     return cfg
+
+
+def threshold_frames(shared: Path):
+    """The doorway frames the gate-level choice is made on, as ``(name, label, source, image, role)``.
+
+    ``role`` is ``"held_out"`` for the encounters of validation scenes, ``"seen"`` for the other
+    encounters (not used by the choice), ``"face_free"`` and ``"dark_unmasked"`` (the unmasked
+    encounters of every scene without colour).
+    """
+    from maskgate.edge.lowlight import grayscale
+    from maskgate.evaluation import frames_from_folder
+    from maskgate.facefree import face_free_frames
+    from maskgate.models.classifier_data import in_validation
+
+    frames = list(frames_from_folder(shared / "data" / "encounters"))
+    for n, label, src, img in frames:
+        yield n, label, src, img, "held_out" if in_validation(f"wild:{src}") else "seen"
+    for n, img in face_free_frames(shared):
+        yield n, "no_face", "", img, "face_free"
+    for n, label, src, img in frames:
+        if label != "with_mask":
+            yield n, label, src, grayscale(img), "dark_unmasked"
+
+
+#: the frames whose verdicts choose the thresholds (the "seen" encounters only get reported)
+CHOICE_ROLES = ("held_out", "face_free", "dark_unmasked")
+
+
+def choose_pair(sweep: Sweep, subset: list[int], min_p_mask: float) -> tuple[float, float, list[dict]]:
+    """The (detector score, p_mask) pair of :func:`choose_detector_threshold` from a sweep over ``subset``."""
+    table = [sweep.counts(score, float(p), subset) for score in sweep.scores
+             for p in np.round(np.arange(min_p_mask, 0.995, 0.01), 4)]
+    ok = [r for r in table if r["false_accepts"] <= MAX_GATE_FALSE_ACCEPT * max(r["must_lock"], 1)]
+    if not ok:
+        best = max(table, key=lambda r: (r["score"], r["p_mask"]))
+        log.warning("no threshold pair keeps held-out false accepts at zero; using the strictest (%s, %s)",
+                    best["score"], best["p_mask"])
+    else:
+        best = min(ok, key=lambda r: (r["false_reject_rate"], -r["score"], -r["p_mask"]))
+    # keep the table readable: the best p_mask per detector score
+    summary = []
+    for score in sweep.scores:
+        rows = [r for r in (ok or table) if r["score"] == score]
+        if rows:
+            summary.append(min(rows, key=lambda r: (r["false_reject_rate"], -r["p_mask"])))
+    return best["score"], best["p_mask"], summary
 
 
 def choose_detector_threshold(shared: Path, out_dir: Path, detector_path: Path, min_p_mask: float) -> tuple[float, float, list[dict]]:
@@ -162,34 +211,12 @@ def choose_detector_threshold(shared: Path, out_dir: Path, detector_path: Path, 
     the one with the fewest false rejects; ties go to the stricter pair.  ``p_mask`` never goes
     below ``min_p_mask``, the threshold the validation crops allow.
     """
-    from maskgate.edge.lowlight import grayscale
     from maskgate.edge.model_files import build_analyzer
-    from maskgate.evaluation import frames_from_folder
-    from maskgate.facefree import face_free_frames
-    from maskgate.models.classifier_data import in_validation
 
-    frames = list(frames_from_folder(shared / "data" / "encounters"))
-    enc = [f for f in frames if in_validation(f"wild:{f[2]}")]
-    free = [(n, "no_face", "", img) for n, img in face_free_frames(shared)]
-    dark_unmasked = [(n, label, src, grayscale(img)) for n, label, src, img in frames if label != "with_mask"]
+    frames = [f[:4] for f in threshold_frames(shared) if f[4] in CHOICE_ROLES]
     analyzer = build_analyzer(_config_for(out_dir, min(SCORE_GRID)))
-    sweep = Sweep(record_candidates(analyzer, enc + free + dark_unmasked), analyzer, SCORE_GRID)
-    table = [sweep.counts(score, float(p)) for score in SCORE_GRID
-             for p in np.round(np.arange(min_p_mask, 0.995, 0.01), 4)]
-    ok = [r for r in table if r["false_accepts"] <= MAX_GATE_FALSE_ACCEPT * max(r["must_lock"], 1)]
-    if not ok:
-        best = max(table, key=lambda r: (r["score"], r["p_mask"]))
-        log.warning("no threshold pair keeps held-out false accepts at zero; using the strictest (%s, %s)",
-                    best["score"], best["p_mask"])
-    else:
-        best = min(ok, key=lambda r: (r["false_reject_rate"], -r["score"], -r["p_mask"]))
-    # keep the table readable: the best p_mask per detector score
-    summary = []
-    for score in SCORE_GRID:
-        rows = [r for r in (ok or table) if r["score"] == score]
-        if rows:
-            summary.append(min(rows, key=lambda r: (r["false_reject_rate"], -r["p_mask"])))
-    return best["score"], best["p_mask"], summary
+    sweep = Sweep(record_candidates(analyzer, frames), analyzer, SCORE_GRID)
+    return choose_pair(sweep, list(range(len(frames))), min_p_mask)
 
 
 def gate_metrics(shared: Path, out_dir: Path, float_dir: Path, float_classifier: Path) -> dict:

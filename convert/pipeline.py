@@ -20,7 +20,7 @@ def float_model_dir() -> Path:
 
 def convert_all(shared: Path, out_dir: Path, *, detector_sizes: list[tuple[int, int]], classifier_keras: Path | None,
                 command: str, measure: bool = True, float_dir: Path | None = None,
-                calibration_count: int = 320) -> dict:
+                calibration_count: int = 320, crops_dir: Path | None = None) -> dict:
     from maskgate.convert.detector import convert_detector, detector_name, face_detector_files
     from maskgate.models.face_detector import read_graph_weights
 
@@ -44,7 +44,7 @@ def convert_all(shared: Path, out_dir: Path, *, detector_sizes: list[tuple[int, 
         from maskgate.convert.classifier import convert_classifier
 
         name, entry = convert_classifier(shared, out_dir, float_dir, classifier_keras, command=command, measure=measure,
-                                         calibration_count=calibration_count)
+                                         calibration_count=calibration_count, crops_dir=crops_dir)
         man = manifest.load(out_dir)  # the classifier step also recorded the detector's threshold
         man["artifacts"][name] = entry
         manifest.save(out_dir, man)

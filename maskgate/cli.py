@@ -25,6 +25,7 @@ COMMANDS = {
     "lock": "lock",
     "clip": "clip",
     "train": "train",
+    "seeds": "seeds",
     "convert": "convert",
     "eval": "evaluate",
     "bench": "bench",

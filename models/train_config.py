@@ -15,3 +15,8 @@ def build_dir() -> Path:
 
 def default_keras_path() -> Path:
     return build_dir() / "classifier" / "mask_classifier.keras"
+
+
+def crops_dir() -> Path:
+    """The cached crop sets (one per detector and data code), shared by every training run and conversion."""
+    return build_dir() / "crops"

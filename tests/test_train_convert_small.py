@@ -58,7 +58,7 @@ def test_training_and_classifier_conversion_on_a_few_pictures(shared, tmp_path):
     assert report["examples"]["train"] > 0 and report["examples"]["validation"] > 0
     assert len(report["validation"]["confusion_argmax"]) == 3
     name, entry = convert_classifier(shared, out, tmp_path / "float", build / "mask_classifier.keras",
-                                     command="maskgate train (test)", measure=False, calibration_count=16)
+                                     command="maskgate train (test)", measure=False, calibration_count=16, limit=12)
     assert entry["edgetpu_check"]["ok"], entry["edgetpu_check"]["problems"]
     assert entry["bytes"] < 1_000_000
     assert entry["labels"] == ["with_mask", "without_mask", "not_face"]
@@ -66,6 +66,26 @@ def test_training_and_classifier_conversion_on_a_few_pictures(shared, tmp_path):
                          margin=entry["crop"]["margin"], threshold=entry["thresholds"]["p_mask"])
     probs = clf.classify(np.full((480, 640, 3), 127, np.uint8), (200, 100, 440, 380))
     assert probs.shape == (3,) and abs(float(probs.sum()) - 1.0) < 0.05
+
+
+def test_a_training_run_is_judged_at_gate_level_as_convert_would(shared, tmp_path):
+    """The multi-seed comparison's judge, on a tiny run and a few frames of each kind."""
+    from maskgate.models import ARTIFACT_DIR
+    from maskgate.models.seed_compare import compare
+    from maskgate.models.train import recipe_settings, train
+
+    det = ARTIFACT_DIR / "face_detector_224x168_int8.tflite"
+    run = tmp_path / "fast_s3"
+    train(shared, det, run, recipe_settings("fast", seed=3, epochs=1, epoch_size=64, batch_size=16), limit=12,
+          crops_dir=tmp_path)
+    results, text = compare(shared, det, [run], tmp_path, per_role=4, limit=12)
+    r = results[0]
+    assert r["recipe"] == "fast" and r["seed"] == 3
+    # 4 frames per role: the held-out encounters' unmasked ones, 4 face-free and 4 dark unmasked must stay locked
+    assert r["all_masked"] >= r["held_out_masked"] and 8 <= r["must_lock"] <= 12
+    assert 0.5 <= r["crop_p_mask"] <= 0.999 and r["p_mask"] >= r["crop_p_mask"]
+    assert r["score"] in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+    assert "| fast | 3 |" in text
 
 
 def _scores(rng: np.random.Generator, n: int = 1000):

@@ -42,7 +42,7 @@ def main(args) -> int:
     from maskgate.convert.pipeline import convert_all
     from maskgate.errors import DataError
     from maskgate.models import ARTIFACT_DIR
-    from maskgate.models.train_config import default_keras_path
+    from maskgate.models.train_config import crops_dir, default_keras_path
 
     shared = args.shared or datasets.shared_dir()
     out = args.out or ARTIFACT_DIR
@@ -54,7 +54,7 @@ def main(args) -> int:
             raise DataError(f"no trained classifier at {keras_path}: run `maskgate train` first (or --only detector)")
     command = " ".join(["maskgate"] + sys.argv[1:]) if sys.argv[1:2] == ["convert"] else "maskgate convert"
     man = convert_all(shared, out, detector_sizes=sizes, classifier_keras=keras_path, command=command,
-                      measure=not args.no_measure, calibration_count=args.calibration)
+                      measure=not args.no_measure, calibration_count=args.calibration, crops_dir=crops_dir())
     for name, entry in sorted(man["artifacts"].items()):
         print(f"{name}: {entry['bytes']} bytes, sha256 {entry['sha256'][:16]}..., edgetpu check "
               f"{'OK' if entry['edgetpu_check']['ok'] else 'PROBLEMS'}")

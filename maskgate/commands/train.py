@@ -17,8 +17,9 @@ def add_arguments(p):
     p.add_argument("--detector", type=Path, help="int8 detector used to find the training faces "
                    "(default: the gate's, models/face_detector_224x168_int8.tflite)")
     p.add_argument("--out", type=Path, help="training outputs (default: build/classifier)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--epoch-size", type=int, default=8000, help="examples drawn per epoch (default: %(default)s)")
+    p.add_argument("--recipe", default=None, help="a named training set-up (default: fast+12k; see RECIPES in models/train.py)")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--epoch-size", type=int, help="override the examples drawn per epoch")
     p.add_argument("--limit", type=int, help="use only this many pictures per source (quick runs and tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-convert", action="store_true", help="do not convert the trained model to int8 afterwards")
@@ -28,14 +29,15 @@ def main(args) -> int:
     from maskgate import datasets
     from maskgate.convert.detector import DOORWAY_SIZE, detector_name
     from maskgate.models import ARTIFACT_DIR
-    from maskgate.models.train import TrainSettings, train
-    from maskgate.models.train_config import build_dir
+    from maskgate.models.train import DEFAULT_RECIPE, recipe_settings, train
+    from maskgate.models.train_config import build_dir, crops_dir
 
     shared = args.shared or datasets.shared_dir()
     detector = args.detector or ARTIFACT_DIR / detector_name(*DOORWAY_SIZE)
     out = args.out or build_dir() / "classifier"
-    settings = TrainSettings(epochs=args.epochs, epoch_size=args.epoch_size, seed=args.seed)
-    report = train(shared, detector, out, settings, limit=args.limit)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("epoch_size", args.epoch_size)) if v is not None}
+    settings = recipe_settings(args.recipe or DEFAULT_RECIPE, seed=args.seed, **overrides)
+    report = train(shared, detector, out, settings, limit=args.limit, crops_dir=crops_dir())
     c = report["threshold_choice"]
     print(f"model: {out / 'mask_classifier.keras'}")
     print(f"validation: threshold {c['threshold']:.3f}, false accepts {100 * c['false_accept_rate']:.2f}% "
@@ -45,6 +47,7 @@ def main(args) -> int:
     from maskgate.convert.pipeline import convert_all
 
     command = " ".join(["maskgate"] + sys.argv[1:]) if sys.argv[1:2] == ["train"] else "maskgate train"
-    convert_all(shared, ARTIFACT_DIR, detector_sizes=[], classifier_keras=out / "mask_classifier.keras", command=command)
+    convert_all(shared, ARTIFACT_DIR, detector_sizes=[], classifier_keras=out / "mask_classifier.keras", command=command,
+                crops_dir=crops_dir())
     print(f"converted: {ARTIFACT_DIR / 'mask_classifier_int8.tflite'}")
     return 0
