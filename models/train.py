@@ -62,8 +62,9 @@ RECIPES = {
     "fast": dict(sources=("faces", "wild")),
     "fast+12k": dict(),
     "fast+12k-112": dict(input_size=112),
+    "v2+12k": dict(epochs=40),
 }
-DEFAULT_RECIPE = "fast+12k"
+DEFAULT_RECIPE = "v2"
 
 
 def recipe_settings(name: str, **overrides) -> TrainSettings:

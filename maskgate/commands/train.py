@@ -17,7 +17,7 @@ def add_arguments(p):
     p.add_argument("--detector", type=Path, help="int8 detector used to find the training faces "
                    "(default: the gate's, models/face_detector_224x168_int8.tflite)")
     p.add_argument("--out", type=Path, help="training outputs (default: build/classifier)")
-    p.add_argument("--recipe", default=None, help="a named training set-up (default: fast+12k; see RECIPES in models/train.py)")
+    p.add_argument("--recipe", default=None, help="a named training set-up (default: v2, the committed classifier's; see RECIPES in models/train.py)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--epoch-size", type=int, help="override the examples drawn per epoch")
     p.add_argument("--limit", type=int, help="use only this many pictures per source (quick runs and tests)")
