@@ -67,6 +67,9 @@ def add_arguments(p):
 
 
 def main(args) -> int:
+    from maskgate.deploy import progress
+
+    progress.set_shown(not args.quiet)
     return {"build": _build, "flash": _flash, "wheelhouse": _wheelhouse}[args.image_command](args)
 
 
