@@ -38,6 +38,14 @@ CHECK_UNIT = "maskgate-emulated-check.service"
 CHECK_SCRIPT = "/usr/local/sbin/maskgate-emulated-check"
 MARK = "maskgate-boot:"
 
+#: seconds systemd waits for devices and for the gate's READY in the emulated boot
+EMULATED_START_SEC = 900
+EMULATED_DROPIN = f"""\
+# Added by `maskgate image boot` to its throwaway copy: emulation is slow to load the models.
+[Service]
+TimeoutStartSec={EMULATED_START_SEC}
+"""
+
 CHECK_UNIT_TEXT = f"""\
 # Added by `maskgate image boot` to its throwaway copy of the image: report, then power off.
 [Unit]
@@ -185,13 +193,19 @@ def _boot_files(disk: Path, table, opts: BootOptions, tmp: Path) -> tuple[Path, 
     args = [a for a in text.split() if not a.startswith(("console=", "quiet", "splash", "plymouth."))]
     if not any(a.startswith("root=") for a in args):
         raise DeployError(f"{opts.image}: cmdline.txt on the boot partition names no root=")
-    # the serial port of `virt` is the only console; the check unit's report goes there
-    return paths[0], paths[1], " ".join(args + ["console=ttyAMA0,115200", "systemd.show_status=1"])
+    # The serial port of `virt` is the only console; the check unit's report goes there.  Emulation is
+    # tens of times slower than a Pi: systemd's 90 s wait for the disk's devices is not enough.
+    return paths[0], paths[1], " ".join(args + ["console=ttyAMA0,115200", "systemd.show_status=1",
+                                                f"systemd.default_device_timeout_sec={EMULATED_START_SEC}"])
 
 
 def _add_check_unit(disk: Path, table, wait: int) -> None:
     root = Ext4(disk, table.root.offset)
     with Batch() as b:
+        # only the start-up allowance of the gate is widened (loading the models emulated takes minutes);
+        # its WatchdogSec= stays as built
+        b.mkdir(f"{layout.UNIT_DIR}/maskgate.service.d", 0o755)
+        b.write_bytes(f"{layout.UNIT_DIR}/maskgate.service.d/50-emulated.conf", EMULATED_DROPIN.encode(), 0o644)
         b.mkdir("/usr/local/sbin", 0o755)
         b.write_bytes(CHECK_SCRIPT, CHECK_SCRIPT_TEXT.encode(), 0o755)
         b.write_bytes(f"{layout.UNIT_DIR}/{CHECK_UNIT}", CHECK_UNIT_TEXT.replace("@WAIT@", str(wait)).encode(), 0o644)
@@ -214,29 +228,42 @@ def _run_qemu(disk: Path, kernel: Path, initrd: Path, cmdline: str, opts: BootOp
     log.info("booting: %s", " ".join(cmd))
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     chunks: list[str] = []
+    hopeless = threading.Event()  # a boot that cannot get anywhere: do not wait for the timeout
 
     def pump():
         for raw in iter(proc.stdout.readline, b""):
             line = raw.decode("utf-8", "replace")
             chunks.append(line)
+            if any(m in line for m in HOPELESS):
+                hopeless.set()
             if opts.echo:
                 print(line, end="", flush=True)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    try:
-        proc.wait(timeout=opts.timeout)
-        off = True
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        off = False
+    deadline = time.monotonic() + opts.timeout
+    off = False
+    while True:
+        try:
+            proc.wait(timeout=1)
+            off = True
+            break
+        except subprocess.TimeoutExpired:
+            if hopeless.is_set() or time.monotonic() > deadline:
+                time.sleep(5 if hopeless.is_set() else 0)  # the last lines of the console
+                proc.kill()
+                proc.wait()
+                break
     reader.join(timeout=10)
     if off and proc.returncode != 0:
         chunks.append(f"\n{QEMU} exited {proc.returncode}\n")
         off = False
     return "".join(chunks), off
 
+
+#: console lines after which the boot cannot reach the gate
+HOPELESS = ("Kernel panic", "Reached target emergency.target", "Give root password for maintenance",
+            "Cannot open access to console, the root account is locked")
 
 _REPORT = re.compile(rf"^{re.escape(MARK)} (\w+)=(.*)$")
 
@@ -279,6 +306,8 @@ def _judge(report: BootReport) -> None:
         p.append("the machine did not power off in time (see the console)")
     if "Kernel panic" in report.console:
         p.append("kernel panic")
+    if any(m in report.console for m in HOPELESS[1:]):
+        p.append("systemd went into emergency mode (see the console)")
     if report.firstboot_runs != 1:
         p.append(f"first boot finished {report.firstboot_runs} times, not once")
     if report.firstboot_still_enabled:
