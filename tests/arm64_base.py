@@ -176,7 +176,7 @@ def _mmdebstrap(rootfs: Path, work: Path) -> None:
            "--include=" + ",".join(PACKAGES), "--aptopt=APT::Install-Recommends \"false\"",
            *[f"--essential-hook={c}" for c in essential], *[f"--customize-hook={c}" for c in customize],
            SUITE, str(rootfs)]
-    proc = subprocess.run(["nice", "-n", "15", *cmd], capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"mmdebstrap failed (exit {proc.returncode}): {proc.stderr[-3000:]}")
 
@@ -269,4 +269,4 @@ def run_chroot(root: Path, argv: list[str], *, env: dict[str, str] | None = None
     ])
     cmd = ["unshare", "--mount", "--net", "--fork", "--", "sh", "-c", setup, str(root),
            *[f"{k}={v}" for k, v in environment.items()], *argv]
-    return subprocess.run(["nice", "-n", "15", *cmd], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
