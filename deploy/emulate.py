@@ -65,11 +65,11 @@ WantedBy=multi-user.target
 
 CHECK_SCRIPT_TEXT = r"""#!/bin/sh
 # Added by `maskgate image boot`: wait until the gate has replayed its source once, report, power off.
-wait_s=$1
+# $1: the machine's uptime (seconds since the kernel started) by which to give up and report anyway.
+until_s=$1
 say() { echo "maskgate-boot: $*"; }
 prop() { systemctl show -P "$1" maskgate.service; }
-say "watching maskgate.service for up to ${wait_s} s"
-start=$(cut -d. -f1 /proc/uptime)
+say "watching maskgate.service until ${until_s} s after power-on"
 seen_active=no fed=no
 while :; do
     now=$(cut -d. -f1 /proc/uptime)
@@ -83,8 +83,8 @@ while :; do
         say "the gate replayed its source once"
         break
     fi
-    if [ $((now - start)) -ge "$wait_s" ]; then
-        say "gave up waiting after ${wait_s} s"
+    if [ "$now" -ge "$until_s" ]; then
+        say "gave up waiting at ${now} s after power-on"
         break
     fi
     sleep 1
@@ -165,8 +165,8 @@ def boot(opts: BootOptions) -> BootReport:
         imagefile.copy_base(image, disk, progress_label=f"copying {image.name}")
         table = partitions.read(disk)
         kernel, initrd, cmdline = _boot_files(disk, table, opts, tmp)
-        wait = max(60, int(opts.timeout) - 120)  # leave time for the boot before and the power-off after
-        _add_check_unit(disk, table, wait)
+        give_up = max(60, int(opts.timeout) - 120)  # uptime; leaves time to report and power off
+        _add_check_unit(disk, table, give_up)
         report = BootReport()
         t0 = time.monotonic()
         report.console, report.powered_off = _run_qemu(disk, kernel, initrd, cmdline, opts)

@@ -224,3 +224,37 @@ def test_a_boot_report_fails_on_what_went_wrong():
     for why in ("never reached READY", "watchdog", "no gate decisions", "accounts with a password: pi", "sshd accepts passwords",
                 "emergency mode"):
         assert why in text, text
+
+
+def test_the_check_unit_reports_what_systemd_says(tmp_path):
+    """The script the boot adds, run here against stand-ins for systemctl, journalctl and sshd."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    stubs = {
+        "systemctl": """case "$1 $2 $3" in
+  "show -P ActiveState") echo active ;; "show -P SubState") echo running ;;
+  "show -P ActiveEnterTimestampMonotonic") echo 100 ;; "show -P WatchdogTimestampMonotonic") echo 250 ;;
+  "show -P Result") echo success ;; "show -P WatchdogUSec") echo 20000000 ;; "show -P NRestarts") echo 1 ;;
+  "show -P User") echo maskgate ;; "is-enabled maskgate-firstboot.service ") echo disabled ;;
+  "poweroff  ") echo "POWEROFF" ;; *) echo "unexpected: $*" >&2; exit 1 ;;
+esac""",
+        "journalctl": 'echo "frame    22  t=    2.20s  UNLOCKED       masked visitor  p_mask=0.97"; echo "             t=    6.90s  STOPPED        70 frames"',
+        "sshd": 'printf "passwordauthentication no\\nkbdinteractiveauthentication no\\npubkeyauthentication yes\\npermitrootlogin no\\n"',
+        "mkdir": "true",
+    }
+    for name, body in stubs.items():
+        (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    script = tmp_path / "check"
+    script.write_text(emulate.CHECK_SCRIPT_TEXT)
+    env = {"PATH": f"{bin_}:/usr/bin:/bin"}
+    proc = subprocess.run(["sh", str(script), "100000"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    r = emulate.BootReport(console="maskgate-firstboot: done\n" + proc.stdout, powered_off=True, firstboot_still_enabled=False,
+                           events=[{"event": "unlocked"}])
+    emulate._read_console(r)
+    assert r.report["gate_ready"] == "yes" and r.report["watchdog_fed"] == "yes" and r.report["gate_restarts"] == "1"
+    assert r.report["sshd_permitrootlogin"] == "no" and "maskgate-boot: gate| frame    22" in proc.stdout
+    assert proc.stdout.rstrip().endswith("POWEROFF")
+    emulate._judge(r)
+    assert r.ok, r.problems
