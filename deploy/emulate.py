@@ -194,9 +194,11 @@ def _boot_files(disk: Path, table, opts: BootOptions, tmp: Path) -> tuple[Path, 
     if not any(a.startswith("root=") for a in args):
         raise DeployError(f"{opts.image}: cmdline.txt on the boot partition names no root=")
     # The serial port of `virt` is the only console; the check unit's report goes there.  Emulation is
-    # tens of times slower than a Pi: systemd's 90 s wait for the disk's devices is not enough.
+    # tens of times slower than a Pi: systemd's 90 s for devices and for starting a unit (journald,
+    # modules-load on a busy machine) are not enough.
     return paths[0], paths[1], " ".join(args + ["console=ttyAMA0,115200", "systemd.show_status=1",
-                                                f"systemd.default_device_timeout_sec={EMULATED_START_SEC}"])
+                                                f"systemd.default_device_timeout_sec={EMULATED_START_SEC}",
+                                                f"systemd.default_timeout_start_sec={EMULATED_START_SEC}"])
 
 
 def _add_check_unit(disk: Path, table, wait: int) -> None:
