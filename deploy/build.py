@@ -114,7 +114,7 @@ def _read_defaults(path: Path | None) -> str:
 def _build(opts: BuildOptions, base: Path, work: Path, stage: Path, defaults_text: str) -> dict:
     # 1. the working copy
     log.info("copying %s", base)
-    base_sha, _ = imagefile.copy_base(base, work)
+    base_sha, _ = imagefile.copy_base(base, work, progress_label=f"copying {base.name}")
     table = partitions.read(work)
     boot_part, root_part = table.boot, table.root
     root = Ext4(work, root_part.offset)

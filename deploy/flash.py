@@ -26,6 +26,7 @@ from maskgate.deploy import bmap as bmaplib, layout, partitions, safety, tools
 from maskgate.deploy.ext4 import Ext4
 from maskgate.deploy.fat import Fat
 from maskgate.deploy.imagefile import CHUNK, is_xz
+from maskgate.deploy.progress import Progress
 from maskgate.deploy.provision import Rendered
 from maskgate.errors import DeployError, UnsafeTarget
 
@@ -138,7 +139,7 @@ def write_image(image: Image, target: safety.Target) -> int:
     fd = _open_target(target, flags)
     written = 0
     total = image.to_write
-    next_report = 0.1
+    progress = Progress(f"writing {target.path}", total)
     try:
         if target.kind == "file" and os.fstat(fd).st_size < image.size:
             os.ftruncate(fd, image.size)
@@ -154,14 +155,12 @@ def write_image(image: Image, target: safety.Target) -> int:
                     _pwrite_all(fd, data, pos, target.path)
                     pos += len(data)
                     written += len(data)
-                    if total and written / total >= next_report:
-                        log.info("written %d%% (%d MiB)", int(100 * written / total), written >> 20)
-                        while next_report <= written / total:
-                            next_report += 0.1
+                    progress.update(written)
                 if expected is not None and digest.hexdigest() != expected:
                     raise DeployError(f"{image.path} does not match its bmap at bytes {start}-{end}: "
                                       "was the image changed after it was built? (rebuild it, or pass --no-bmap)")
         os.fsync(fd)
+        progress.finish()
     except OSError as exc:
         raise DeployError(f"writing {target.path} failed at byte {written}: {exc.strerror}") from None
     finally:
@@ -190,6 +189,7 @@ def _drop_cache(fd: int) -> None:
 def verify(image: Image, target: safety.Target) -> None:
     """Read every written range back from the target and compare it with the image."""
     fd = _open_target(target, os.O_RDONLY)
+    progress = Progress(f"verifying {target.path}", image.to_write)
     try:
         _drop_cache(fd)
         with open(image.path, "rb") as src:
@@ -205,9 +205,11 @@ def verify(image: Image, target: safety.Target) -> None:
                     if expected is None:
                         want.update(os.pread(src.fileno(), n, pos))
                     pos += n
+                    progress.add(n)
                 if got.hexdigest() != (expected or want.hexdigest()):
                     raise DeployError(f"verification of {target.path} failed: bytes {start}-{end} read back differ "
                                       "from the image (bad card or reader?)")
+        progress.finish()
     finally:
         os.close(fd)
     log.info("verified %s: %d MiB read back", target.path, image.to_write >> 20)
@@ -237,6 +239,7 @@ def write_settings(image: Image, target: safety.Target, rendered: Rendered, *, s
         config_txt = rendered.config_txt(current).encode("utf-8", "surrogateescape")
         fat.write("/config.txt", config_txt)
     fd = _open_target(target, os.O_RDONLY)
+    progress = Progress(f"verifying {target.path}", image.to_write)
     try:
         _drop_cache(fd)
     finally:

@@ -12,6 +12,7 @@ import lzma
 import os
 from pathlib import Path
 
+from maskgate.deploy.progress import Progress
 from maskgate.errors import DeployError
 
 CHUNK = 4 << 20
@@ -23,12 +24,16 @@ def is_xz(path: str | Path) -> bool:
         return f.read(6) == b"\xfd7zXZ\x00"
 
 
-def copy_base(src: str | Path, dst: str | Path) -> tuple[str, int]:
-    """Copy (decompressing ``.xz``) ``src`` to a new sparse file ``dst``; return (sha256 of src as given, size of dst)."""
+def copy_base(src: str | Path, dst: str | Path, *, progress_label: str = "") -> tuple[str, int]:
+    """Copy (decompressing ``.xz``) ``src`` to a new sparse file ``dst``; return (sha256 of src as given, size of dst).
+
+    With ``progress_label``, progress (of the bytes read from ``src``) goes to stderr.
+    """
     src, dst = Path(src), Path(dst)
     digest = hashlib.sha256()
     try:
         compressed = is_xz(src)
+        progress = Progress(progress_label, src.stat().st_size, enabled=None if progress_label else False)
         with open(src, "rb") as raw, open(dst, "wb") as out:
             if compressed:
                 reader = _HashingReader(raw, digest)
@@ -46,7 +51,9 @@ def copy_base(src: str | Path, dst: str | Path) -> tuple[str, int]:
                     out.seek(pos)
                     out.write(data)
                 pos += len(data)
+                progress.update(raw.tell())
             out.truncate(pos)
+        progress.finish()
     except lzma.LZMAError as exc:
         raise DeployError(f"{src}: not a valid .xz file ({exc})") from None
     except FileNotFoundError:

@@ -238,10 +238,15 @@ def download(target: Target, reqs: list[str], *, refresh: bool = False, cache: P
 
 
 def offline_check(wheelhouse: Path, target: Target, requirements_file: Path) -> str | None:
-    """None if pip can install the requirements from the wheelhouse alone on the target, else pip's reason."""
+    """None if pip can install the requirements from the wheelhouse alone on the target, else pip's reason.
+
+    ``pip download`` (into a scratch folder), not ``pip install --dry-run --target``: only download
+    judges ``Requires-Python`` by ``--python-version``; install judges it by the Python running pip,
+    which refused Trixie's NumPy (``>=3.12``) from a build host with Python 3.11.
+    """
     with tempfile.TemporaryDirectory(prefix="maskgate-dryrun-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--ignore-installed", "--no-index",
-               "--find-links", str(wheelhouse), "--target", str(Path(tmp) / "t"), *pip_target_args(target),
+        cmd = [sys.executable, "-m", "pip", "--isolated", "download", "--disable-pip-version-check", "--no-index",
+               "--find-links", str(wheelhouse), "--dest", tmp, *pip_target_args(target),
                "-r", str(requirements_file)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -224,7 +224,7 @@ def make_base_image(path: Path, *, codename: str = "bookworm", python: str = "3.
 
 
 def make_wheel(folder: Path, name: str, version: str = "1.0", *, requires: tuple[str, ...] = (),
-               module_text: str = "VALUE = 42\n", tag: str = "py3-none-any") -> Path:
+               module_text: str = "VALUE = 42\n", tag: str = "py3-none-any", requires_python: str = "") -> Path:
     """A minimal, valid pure-Python wheel (one module named like the project)."""
     folder.mkdir(parents=True, exist_ok=True)
     mod = name.replace("-", "_")
@@ -232,6 +232,7 @@ def make_wheel(folder: Path, name: str, version: str = "1.0", *, requires: tuple
     files = {
         f"{mod}/__init__.py": module_text.encode(),
         f"{dist}/METADATA": ("Metadata-Version: 2.1\n" f"Name: {name}\nVersion: {version}\n"
+                             + (f"Requires-Python: {requires_python}\n" if requires_python else "")
                              + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode(),
         f"{dist}/WHEEL": f"Wheel-Version: 1.0\nGenerator: maskgate-tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
     }

@@ -10,6 +10,9 @@
       one card per CSV row, one after the other, then a summary.
   maskgate image wheelhouse --release bookworm|trixie
       download (or refresh) the cached aarch64 wheelhouse for that release and print its folder.
+  maskgate image boot CARD.img [--timeout SECONDS]
+      boot a copy of an image (flash one to a file first to give it settings) under
+      qemu-system-aarch64: first boot, the gate's READY and watchdog, its events; then a verdict.
 
 See deploy/README.md for the formats of DEVICE.toml and FLEET.csv.
 """
@@ -65,9 +68,24 @@ def add_arguments(p):
     w.add_argument("--extra", action="append", metavar="REQ", help="requirement to add (default: the release's)")
     w.add_argument("--refresh", action="store_true", help="download again even if cached")
 
+    e = sub.add_parser("boot", help="boot a copy of an image on an emulated 64-bit Arm machine and check it",
+                       description="Boot a throwaway copy of IMAGE under qemu-system-aarch64 (-M virt, no network), "
+                                   "watch first boot and the gate, power off, read the disk, print a verdict (exit 1: FAIL).")
+    e.add_argument("image", type=Path, metavar="IMAGE", help="an image made by 'maskgate image build', or a card flashed to a file")
+    e.add_argument("--timeout", type=float, default=1800, metavar="SECONDS", help="give up after this long (default: %(default)s)")
+    e.add_argument("--kernel", type=Path, metavar="FILE", help="arm64 kernel (default: kernel8.img on the boot partition)")
+    e.add_argument("--initrd", type=Path, metavar="FILE", help="its initramfs (default: initramfs8 on the boot partition)")
+    e.add_argument("--keep", type=Path, metavar="FILE", help="keep the booted copy of the disk here")
+    e.add_argument("--memory", type=int, default=2048, metavar="MiB", help="memory of the machine (default: %(default)s)")
+    e.add_argument("--cpus", type=int, default=2, metavar="N", help="its CPUs (default: %(default)s)")
+    e.add_argument("--console", action="store_true", help="print the serial console as it comes")
+
 
 def main(args) -> int:
-    return {"build": _build, "flash": _flash, "wheelhouse": _wheelhouse}[args.image_command](args)
+    from maskgate.deploy import progress
+
+    progress.set_shown(not args.quiet)
+    return {"build": _build, "flash": _flash, "wheelhouse": _wheelhouse, "boot": _boot}[args.image_command](args)
 
 
 def _build(args) -> int:
@@ -122,3 +140,14 @@ def _wheelhouse(args) -> int:
     folder = wheelhouse.download(target, reqs, refresh=args.refresh)
     print(folder)
     return 0
+
+
+def _boot(args) -> int:
+    from maskgate.deploy import emulate
+
+    report = emulate.boot(emulate.BootOptions(
+        image=args.image, timeout=args.timeout, kernel=args.kernel, initrd=args.initrd, keep=args.keep,
+        memory_mib=args.memory, cpus=args.cpus, echo=args.console,
+    ))
+    print(report.summary())
+    return 0 if report.ok else 1
