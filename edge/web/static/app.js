@@ -4,7 +4,7 @@ const $ = (id) => document.getElementById(id);
 let csrf = null;
 let liveSeq = 0;
 let liveUrl = null;
-let timers = [];
+let timers = new Set();
 
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
@@ -18,13 +18,13 @@ async function api(path, options = {}) {
 }
 
 function showLogin(message) {
-  timers.forEach(clearTimeout); timers = [];
+  timers.forEach(clearTimeout); timers.clear();
   $("app").hidden = true; $("logout").hidden = true; $("login").hidden = false;
   $("role").textContent = "";
   $("login-error").textContent = message || "";
 }
 
-function later(fn, ms) { timers.push(setTimeout(fn, ms)); }
+function later(fn, ms) { const t = setTimeout(() => { timers.delete(t); fn(); }, ms); timers.add(t); }
 
 async function start(who) {
   csrf = who.csrf;
