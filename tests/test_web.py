@@ -183,7 +183,8 @@ def test_the_live_picture_shows_the_door_and_the_min_face_square(shared):
     ys, xs = np.nonzero(ink)
     assert len(xs) > 0 and xs.max() < picture.shape[1] // 3 and ys.min() > picture.shape[0] // 2  # bottom left
     view = LiveView(cfg)
-    assert view.next_frame(0, timeout=0.05) is None and view.armed  # asking arms the view
+    assert view.jpeg(0, timeout=0.05) is None and view.armed  # asking arms the view
+    view.close()
 
 
 def test_https_with_the_sites_certificate(empty_clip, factory, tmp_path):

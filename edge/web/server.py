@@ -100,6 +100,7 @@ class WebServer:
             self._thread.join(5.0)
             self._thread = None
         self.httpd.server_close()
+        self.live.close()
 
     # -- what the routes show ------------------------------------------------------------------------ #
 
