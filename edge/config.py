@@ -231,9 +231,6 @@ class WebConfig:
         min=1, max=1000,
     )
     session_minutes: float = opt(720.0, "A login lasts this long.", min=1, max=10080)
-    mqtt_camera: bool = opt(
-        False, "Also publish the annotated live frame to MQTT as a Home Assistant camera (off by default: privacy).",
-    )
 
 
 @dataclass(frozen=True)
