@@ -15,24 +15,16 @@ import urllib.request
 
 import numpy as np
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from maskgate.democlip import Segment, write_clip
 from maskgate.edge.config import Config
-from maskgate.edge.web.live import MIN_FACE_INK, LiveFrame, LiveView, render
+from maskgate.edge.web.live import LIVE_LONG_SIDE, MIN_FACE_INK, LiveFrame, LiveView, render
 from maskgate.edge.web.tokens import load_or_create, read_tokens
 from maskgate.errors import ConfigError, WebError
 from tests.conftest import need_tool
 from tests.web_helpers import ADMIN, VIEWER, GateWithPage, http, web_config
 
 LOCK_PIN = 17
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory(pin_class=MockPWMPin)
-    yield f
-    f.reset()
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +170,7 @@ def test_the_live_picture_shows_the_door_and_the_min_face_square(shared):
     cfg = Config()
     frame = LiveFrame(1, image, (), "unlocked", "unlock", None)
     picture = render(frame, cfg)
-    assert max(picture.shape[:2]) >= 800 > 0
+    assert max(picture.shape[:2]) >= LIVE_LONG_SIDE
     ink = np.all(picture == np.array(MIN_FACE_INK, np.uint8), axis=2)
     ys, xs = np.nonzero(ink)
     assert len(xs) > 0 and xs.max() < picture.shape[1] // 3 and ys.min() > picture.shape[0] // 2  # bottom left
