@@ -23,8 +23,9 @@ from maskgate.edge.draw import BLACK, FONT, WHITE, draw_crowd, layout
 
 #: a viewer's request keeps the view armed this long (the page asks again well before)
 WATCH_SECONDS = 3.0
-#: longest side of the pictures sent (small camera frames are enlarged so that labels stay readable)
-LIVE_LONG_SIDE = 800
+#: longest side of the pictures sent: smaller camera frames are enlarged so that labels stay readable (a larger
+#: picture costs the gate more: `maskgate bench`, the page open vs closed)
+LIVE_LONG_SIDE = 640
 MIN_FACE_INK = (233, 180, 86)  # Okabe–Ito sky blue #56B4E9 as BGR: apart from mask blue and no-mask vermillion
 
 
