@@ -22,7 +22,7 @@ ROWS = {
     "seeds": "seeds: cv2.dnn 300x300 + Keras MobileNetV2 predict per face",
 }
 #: What ``--skip`` accepts besides row names.
-EXTRAS = ("rss", "idle", "gate_rss", "stages", "eval")
+EXTRAS = ("rss", "idle", "gate_rss", "stages", "eval", "web")
 #: The issue's targets (2-core x86, 1 thread, same run).
 TARGETS = {"seeds": 5.0, "cv2_res10": 2.0}
 IDLE_TARGET_PERCENT = 5.0

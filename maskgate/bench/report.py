@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from maskgate.bench.common import EVAL_TARGET_POINTS, GATE_RSS_TARGET_MB, IDLE_TARGET_PERCENT, TARGETS
+from maskgate.bench.web_page import WEB_TARGET_DROP_PERCENT
 
 
 def _targets(report: dict) -> dict:
@@ -29,6 +30,9 @@ def _targets(report: dict) -> dict:
         diff = ev.get("manifest", {}).get("max_abs_difference_points")
     out["int8_vs_float_points"] = {"want_at_most": EVAL_TARGET_POINTS, "got": diff,
                                    "met": (diff <= EVAL_TARGET_POINTS) if diff is not None else None}
+    drop = report.get("gate", {}).get("web_page", {}).get("fps_drop_percent")
+    out["web_page_fps_drop_percent"] = {"want_at_most": WEB_TARGET_DROP_PERCENT, "got": drop,
+                                        "met": (drop <= WEB_TARGET_DROP_PERCENT) if drop is not None else None}
     if note:
         out["note"] = note
     return out
@@ -100,6 +104,12 @@ def format_report(report: dict) -> str:
                      f"real time, {i['analysed']} analysed), of which replay decoding "
                      f"{_fmt(i['replay_decode_percent_of_one_core'], '.1f')}% and detector runs "
                      f"~{_fmt(i.get('detector_percent_estimate'), '.1f')}%; peak RSS {i['peak_rss_mb']:.0f} MB")
+    if g.get("web_page"):
+        w = g["web_page"]
+        lines.append(f"installer's page: the gate's CPU per frame {w['cpu_ms_per_frame_page_closed']:.1f} ms with it closed, "
+                     f"{w['cpu_ms_per_frame_page_open']:.1f} ms with it open: frame rate drop {w['fps_drop_percent']:.1f}% "
+                     f"(wall clock {w['fps_page_closed']:.1f} vs {w['fps_page_open']:.1f} fps; medians of {w['rounds']} rounds "
+                     f"of {w['frames']} frames, live view at most {w['live_fps']:g} fps)")
     t = report.get("targets", {})
     if t:
         lines += ["", "targets:"]

@@ -23,6 +23,7 @@ from maskgate.bench.processes import peak_rss
 from maskgate.bench.report import _targets
 from maskgate.bench.seeds import row_seeds
 from maskgate.bench.timing import stage_breakdown, summarise, time_rows
+from maskgate.bench.web_page import measure_web_page
 
 
 @dataclass
@@ -35,6 +36,7 @@ class BenchOptions:
     configs: list[str] = field(default_factory=list)
     idle_seconds: float = 60.0
     rss_frames: int = 10
+    web_rounds: int = 3
     skip: frozenset = frozenset()
 
 
@@ -172,6 +174,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                 per = st["detector_run_ms"] + (st.get("decode_nms_ms") or 0.0)
                 watched_ms = 1000.0 * (idle["frames"] - 1) / CLIP_FPS
                 idle["detector_percent_estimate"] = round(100.0 * max(idle["analysed"] - 1, 0) * per / watched_ms, 2)
+        if "web" not in opts.skip and opts.web_rounds > 0:
+            progress(f"the gate with its page closed and open, {opts.web_rounds} rounds each")
+            report["gate"]["web_page"] = measure_web_page(gate_configs, tmp, frames, opts.web_rounds)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["targets"] = _targets(report)
     report["method"] = METHOD
