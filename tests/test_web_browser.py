@@ -54,6 +54,11 @@ def test_installer_watches_a_masked_visit_and_a_denied_one(browser, factory, sha
         assert http("GET", g.url + "api/status")[0] == 401  # no token
         page = browser.page(g.url)
         assert page.js("fetch('/api/status').then(r => r.status)") == 401
+        page.wait_for("document.readyState === 'complete' && !document.getElementById('login').hidden", what="the login form")
+        page.type_into("token", "not-the-token-of-this-door")
+        page.click("#login-form button")
+        page.wait_for("document.getElementById('login-error').textContent === 'Wrong token.'", what="a wrong token refused")
+        assert page.js("document.getElementById('app').hidden")
         login(page, ADMIN)
         assert page.js("document.getElementById('role').textContent") == "admin"
         first = int(page.wait_for("Number(document.getElementById('live').dataset.seq || 0)", what="a live frame"))

@@ -4,6 +4,8 @@ const $ = (id) => document.getElementById(id);
 let csrf = null;
 let liveSeq = 0;
 let liveUrl = null;
+let lastLock = null;
+const LOGGED_IN = "maskgate-logged-in"; // this tab logged in: ask the server who we are on reload
 let timers = new Set();
 
 async function api(path, options = {}) {
@@ -19,6 +21,7 @@ async function api(path, options = {}) {
 
 function showLogin(message) {
   timers.forEach(clearTimeout); timers.clear();
+  sessionStorage.removeItem(LOGGED_IN);
   $("app").hidden = true; $("logout").hidden = true; $("login").hidden = false;
   $("role").textContent = "";
   $("login-error").textContent = message || "";
@@ -28,6 +31,7 @@ function later(fn, ms) { const t = setTimeout(() => { timers.delete(t); fn(); },
 
 async function start(who) {
   csrf = who.csrf;
+  sessionStorage.setItem(LOGGED_IN, "1");
   $("login").hidden = true; $("app").hidden = false; $("logout").hidden = false;
   $("role").textContent = who.role;
   document.body.dataset.role = who.role;
@@ -56,6 +60,8 @@ async function refreshStatus() {
   try {
     const s = await (await api("/api/status")).json();
     $("device").textContent = `${s.device} · door ${s.door}`;
+    if (lastLock !== null && s.lock !== lastLock) loadEvents(); // the change is in the list at once
+    lastLock = s.lock;
     $("lock").textContent = s.lock;
     $("lock").className = s.lock;
     $("fault").textContent = s.fault || "none";
@@ -74,6 +80,10 @@ async function refreshStatus() {
 }
 
 async function refreshEvents() {
+  if (await loadEvents()) later(refreshEvents, 2000);
+}
+
+async function loadEvents() {
   try {
     const kind = $("kind").value;
     const data = await (await api(`/api/events?limit=50${kind ? "&kind=" + kind : ""}`)).json();
@@ -100,8 +110,8 @@ async function refreshEvents() {
       }
       return tr;
     }));
-  } catch (e) { if (e.message === "401") return; }
-  later(refreshEvents, 2000);
+  } catch (e) { return e.message !== "401"; /* 401: the login form is shown, stop polling */ }
+  return true;
 }
 
 async function act(action) {
@@ -124,8 +134,9 @@ document.addEventListener("DOMContentLoaded", async () => {
     else showLogin(r.status === 429 ? "Too many wrong tokens: wait a minute." : "Wrong token.");
   });
   $("logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST", body: "{}" }); showLogin(""); });
-  $("kind").addEventListener("change", () => refreshEvents());
+  $("kind").addEventListener("change", () => loadEvents());
   document.querySelectorAll("[data-action]").forEach((b) => b.addEventListener("click", () => act(b.dataset.action)));
-  const r = await fetch("/api/whoami", { credentials: "same-origin" });
-  if (r.ok) start(await r.json()); else showLogin("");
+  // a fresh visit asks nothing before the login (a request without a token counts as a failed one)
+  const r = sessionStorage.getItem(LOGGED_IN) ? await fetch("/api/whoami", { credentials: "same-origin" }) : null;
+  if (r && r.ok) start(await r.json()); else showLogin("");
 });
