@@ -192,3 +192,59 @@ def test_https_with_the_sites_certificate(empty_clip, factory, tmp_path):
         req = urllib.request.Request(g.url + "api/status", headers={"Authorization": f"Bearer {VIEWER}"})
         with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
             assert r.status == 200
+
+
+def test_a_denied_visits_snapshot_is_listed_with_it_and_served(shared, factory, tmp_path):
+    clip = write_clip(tmp_path / "unmasked.avi", [Segment("visitor", 3.0, "0012.jpg"), Segment("empty", 1.0)],
+                      encounters=shared / "data" / "encounters")
+    cfg = web_config(tmp_path, events={"snapshots": True, "snapshot_dir": str(tmp_path / "snaps")})
+    with GateWithPage(cfg, clip, factory, paced=False) as g:
+        g.wait(60)
+        status, _, body = http("GET", g.url + "api/events?kind=denied", token=VIEWER)
+        assert status == 200 and len(body["events"]) == 1, body
+        name = body["events"][0]["snapshot"]
+        status, headers, jpeg = http("GET", g.url + f"api/snapshot?name={name}", token=VIEWER)
+        assert status == 200 and headers["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+        assert http("GET", g.url + f"api/snapshot?name={name}")[0] == 401
+        assert http("GET", g.url + "api/snapshot?name=denied_..%2F..%2Fweb-secret.toml.jpg", token=VIEWER)[0] == 404
+
+
+def test_maskgate_run_web_serves_the_page_and_reloads_its_config(shared, tmp_path):
+    """The command an installer runs: --web on a workstation, the page's reload restarts the gate, SIGTERM ends it."""
+    import signal
+    import sys
+
+    clip = write_clip(tmp_path / "empty.avi", [Segment("empty", 30.0)], encounters=shared / "data" / "encounters")
+    web_config(tmp_path)  # writes the tokens file
+    conf = tmp_path / "door.toml"
+    conf.write_text(f'[web]\nport = 0\nsecret_file = "{tmp_path / "web-secret.toml"}"\n'
+                    f'[events]\ndatabase = "{tmp_path / "events.db"}"\n[gpio]\npin_factory = "mock"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "maskgate", "run", "--web", "--realtime", "--source", str(clip),
+                             "--config", str(conf)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stderr.readline()
+        while line and "installer's page:" not in line:
+            line = proc.stderr.readline()
+        url = line.split("installer's page: ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        assert http("GET", url + "api/status")[0] == 401
+        deadline = time.monotonic() + 30
+        while http("GET", url + "api/status", token=VIEWER)[2].get("fault") == "gate not running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        status, _, body = http("POST", url + "api/actions/reload", token=ADMIN)
+        assert status == 200, body
+        line = proc.stderr.readline()
+        while line and "reloading the config" not in line:
+            line = proc.stderr.readline()
+        assert "reloading the config" in line
+        time.sleep(1.0)
+        assert http("GET", url + "api/status", token=VIEWER)[0] == 200  # the page stayed up across the restart
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "lock de-energized" in err
