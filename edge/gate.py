@@ -65,6 +65,10 @@ class Gate(FrameLoop):
             fps=round(self._fps, 2), infer_ms=round(self._infer_ms, 2), frames=self.frames, people=self._people,
         )
 
+    @property
+    def restarting(self) -> bool:
+        return self.reload_config is not None
+
     def command(self, name: str, payload: dict) -> None:
         """A remote command (MQTT thread): queued for the gate thread."""
         with self._commands_lock:

@@ -127,14 +127,17 @@ def test_a_session_cookie_needs_the_csrf_token_and_the_same_origin(empty_clip, f
         assert http("GET", g.url + "api/status", headers={"Cookie": cookie})[0] == 401
 
 
-def test_reload_validates_first_and_restarts_the_gate_with_the_new_config(empty_clip, factory, tmp_path):
-    good = tmp_path / "door.toml"
-    good.write_text('[policy]\nunlock_seconds = 9.0\n')
+def test_reload_validates_first_and_restarts_the_gate_with_the_new_config(empty_clip, factory, tmp_path, monkeypatch):
+    import socket
+
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # as systemd listens on $NOTIFY_SOCKET
+    systemd.bind(str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    good, bad = tmp_path / "door.toml", tmp_path / "bad.toml"
+    good.write_text("[policy]\nunlock_seconds = 9.0\n")
+    bad.write_text("[policy]\nunlock_secondz = 9.0\n")
     cfg = web_config(tmp_path)
     with GateWithPage(cfg, empty_clip, factory) as g:
-        g.web.config_paths = [str(good)]
-        bad = tmp_path / "bad.toml"
-        bad.write_text('[policy]\nunlock_secondz = 9.0\n')
         g.web.config_paths = [str(bad)]
         status, _, body = http("POST", g.url + "api/actions/reload", token=ADMIN)
         assert status == 400 and "policy.unlock_secondz" in body["error"]
@@ -145,6 +148,15 @@ def test_reload_validates_first_and_restarts_the_gate_with_the_new_config(empty_
         g.wait(10)
         assert g.gate.reload_config is not None and g.gate.reload_config.policy.unlock_seconds == 9.0
     assert relay_changes(factory)[-1] == 0
+    systemd.setblocking(False)
+    told = []
+    while True:
+        try:
+            told.append(systemd.recv(4096).decode().split("\n")[0])
+        except BlockingIOError:
+            break
+    systemd.close()
+    assert told[0] == "READY=1" and "RELOADING=1" in told and "STOPPING=1" not in told  # systemd keeps the unit
 
 
 def test_nobody_watching_costs_the_gate_nothing_and_a_viewer_gets_at_most_live_fps(empty_clip, factory, tmp_path):
