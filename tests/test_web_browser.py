@@ -49,7 +49,7 @@ def test_installer_watches_a_masked_visit_and_a_denied_one(browser, factory, sha
     clip = write_clip(tmp_path / "visits.avi", [Segment("empty", 1.0), Segment("visitor", 4.0, MASKED),
                                                 Segment("empty", 5.0), Segment("visitor", 3.0, UNMASKED),
                                                 Segment("empty", 4.0)], encounters=shared / "data" / "encounters")
-    cfg = web_config(tmp_path, policy={"unlock_seconds": 3.0})
+    cfg = web_config(tmp_path)  # the door opens for policy.unlock_seconds (5 s): the page polls its status every second
     with GateWithPage(cfg, clip, factory) as g:
         assert http("GET", g.url + "api/status")[0] == 401  # no token
         page = browser.page(g.url)
