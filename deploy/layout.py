@@ -42,6 +42,12 @@ source = "picamera2"
 
 [gpio]
 pin_factory = "lgpio"
+
+# The installer's page on every interface, port 8080; its tokens are written at first boot to
+# /var/lib/maskgate/web-secret.toml (README, "The installer's page").
+[web]
+enabled = true
+bind = "0.0.0.0"
 """
 
 

@@ -215,6 +215,25 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = opt(False, "Serve the installer's page (live view, status, events, admin actions); on in the SD image.")
+    bind: str = opt("127.0.0.1", "Address the page listens on: '127.0.0.1' this machine only, '0.0.0.0' every interface.")
+    port: int = opt(8080, "TCP port of the page; 0 picks a free one (tests).", min=0, max=65535)
+    secret_file: str = opt(
+        "", "File with the page's tokens (admin = \"...\", viewer = \"...\"); empty means <state dir>/web-secret.toml, "
+        "created with new random tokens on first start (the SD image's first boot writes /etc/maskgate/secrets/web-secret.toml).",
+    )
+    tls_cert: str = opt("", "PEM certificate (chain) for HTTPS; empty serves plain HTTP.  Needs web.tls_key.")
+    tls_key: str = opt("", "PEM private key of web.tls_cert.")
+    live_fps: float = opt(2.0, "Most frames per second the live view is sent at (only while someone watches).", min=0.2, max=5)
+    failures_per_minute: int = opt(
+        5, "Wrong or missing tokens one client may send per minute; beyond that it gets 429 until the minute is over.",
+        min=1, max=1000,
+    )
+    session_minutes: float = opt(720.0, "A login lasts this long.", min=1, max=10080)
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -227,6 +246,7 @@ class Config:
     email: EmailConfig = field(default_factory=EmailConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def replace(self, **sections: dict[str, Any]) -> "Config":
         """A copy with some keys of some sections changed, validated like a file: ``replace(camera={"fps": 5})``."""
@@ -323,6 +343,9 @@ def _check_cross_field(cfg: Config) -> None:
         if pin in seen:
             raise ConfigError(f"gpio.{name}", f"GPIO{pin} is already used by gpio.{seen[pin]}")
         seen[pin] = name
+    if bool(cfg.web.tls_cert) != bool(cfg.web.tls_key):
+        missing = "web.tls_key" if cfg.web.tls_cert else "web.tls_cert"
+        raise ConfigError(missing, "HTTPS needs both web.tls_cert and web.tls_key")
 
 
 def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
@@ -385,6 +408,6 @@ def describe() -> list[tuple[str, str, Any, str]]:
 
 __all__ = [
     "Config", "DeviceConfig", "CameraConfig", "ModelsConfig", "DetectionConfig", "PolicyConfig", "GpioConfig",
-    "EventsConfig", "MqttConfig", "EmailConfig", "WebhookConfig", "MonitorConfig",
+    "EventsConfig", "MqttConfig", "EmailConfig", "WebhookConfig", "MonitorConfig", "WebConfig",
     "load", "from_dict", "to_dict", "merge", "state_dir", "describe",
 ]

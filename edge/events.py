@@ -154,6 +154,18 @@ class EventStore:
     def all(self) -> list[Event]:
         return self.after(0, limit=-1)
 
+    def recent(self, limit: int = 50, kind: str | None = None, before: int | None = None) -> list[Event]:
+        """The latest events (of one ``kind`` if given, with id below ``before`` if given), newest first."""
+        where, args = [], []
+        if kind:
+            where.append("event = ?")
+            args.append(kind)
+        if before is not None:
+            where.append("id < ?")
+            args.append(before)
+        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM events {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id DESC LIMIT ?"
+        return [_row_to_event(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
+
     def cursor(self, channel: str) -> int:
         """Id of the last event ``channel`` delivered (0: none yet)."""
         row = self._conn().execute("SELECT last_id FROM cursors WHERE channel = ?", (channel,)).fetchone()

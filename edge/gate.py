@@ -36,6 +36,8 @@ class Gate(FrameLoop):
         self._commands: list[tuple[str, dict]] = []
         self._commands_lock = threading.Lock()
         self._people = 0
+        self.live = None  # the installer's page (maskgate.edge.web.live.LiveView) once attached
+        self.reload_config: Config | None = None  # set by a "reload" command: run again with it
         super().__init__(cfg, **kwargs)
 
     # -- start-up ---------------------------------------------------------------------------------- #
@@ -63,6 +65,10 @@ class Gate(FrameLoop):
             fps=round(self._fps, 2), infer_ms=round(self._infer_ms, 2), frames=self.frames, people=self._people,
         )
 
+    @property
+    def restarting(self) -> bool:
+        return self.reload_config is not None
+
     def command(self, name: str, payload: dict) -> None:
         """A remote command (MQTT thread): queued for the gate thread."""
         with self._commands_lock:
@@ -82,6 +88,9 @@ class Gate(FrameLoop):
         if events:
             self._record(events)
             self._apply_outputs(events, frame)
+        live = self.live
+        if live is not None and live.armed:  # someone watches the page: nothing more per frame otherwise
+            live.offer(frame.image, result.faces, self.policy)
 
     def _take_inputs(self, ts: float) -> None:
         """Exit button, door contact and remote commands, stamped on the frame clock."""
@@ -98,7 +107,12 @@ class Gate(FrameLoop):
                 commands, self._commands = self._commands, []
             for name, payload in commands:
                 if name == "unlock":
-                    events += self.policy.on_remote_unlock(ts, payload.get("source", "remote"))
+                    events += self.policy.on_remote_unlock(ts, payload.get("source", "remote"), payload.get("seconds"))
+                elif name == "lock":
+                    events += self.policy.force_lock(ts, f"locked now ({payload.get('source', 'remote')})")
+                elif name == "reload":
+                    self.reload_config = payload["config"]  # validated by the sender
+                    self.stop()
                 else:
                     log.warning("ignored unknown remote command %r", name)
         if events:

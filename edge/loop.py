@@ -107,6 +107,11 @@ class FrameLoop:
     def status(self) -> GateStatus:
         raise NotImplementedError
 
+    @property
+    def restarting(self) -> bool:
+        """True when this loop ends to be started again with a new config (systemd is told so)."""
+        return False
+
     def command(self, name: str, payload: dict) -> None:
         """A remote command, on the MQTT thread."""
         log.warning("ignored remote command %r", name)
@@ -217,7 +222,10 @@ class FrameLoop:
             self._close_outputs(ts)
         except Exception:  # noqa: BLE001
             log.exception("error while making the outputs safe")
-        self.systemd.stopping(f"{self.mode}: stopping")
+        if self.restarting:
+            self.systemd.reloading(f"{self.mode}: restarting with a new config")
+        else:
+            self.systemd.stopping(f"{self.mode}: stopping")
         try:
             self.events.record("stopped", ts, -1, detail=f"{self.frames} frames, {self.analysed} analysed")
         except Exception:  # noqa: BLE001

@@ -140,9 +140,11 @@ class GatePolicy:
         out = [PolicyEvent("exit_request", ts)]
         return out + self._unlock(ts, -1, self.cfg.exit_unlock_seconds, "exit button", decision="exit")
 
-    def on_remote_unlock(self, ts: float, source: str) -> list[PolicyEvent]:
+    def on_remote_unlock(self, ts: float, source: str, seconds: float | None = None) -> list[PolicyEvent]:
+        """An unlock asked for from outside (MQTT, the installer's page); ``seconds`` defaults to the exit time."""
         out = [PolicyEvent("remote_unlock", ts, -1, {"detail": f"from {source}"})]
-        return out + self._unlock(ts, -1, self.cfg.exit_unlock_seconds, f"remote ({source})", decision="remote")
+        seconds = self.cfg.exit_unlock_seconds if seconds is None else float(seconds)
+        return out + self._unlock(ts, -1, seconds, f"remote ({source})", decision="remote")
 
     def on_door(self, ts: float, is_open: bool) -> list[PolicyEvent]:
         if is_open and self.door_open_since is None:

@@ -85,6 +85,11 @@ class SystemdNotifier:
         """The gate is shutting down (the lock is being released to its de-energized state)."""
         return self.notify(*(["STOPPING=1"] + ([f"STATUS={_one_line(status)}"] if status else [])))
 
+    def reloading(self, status: str | None = None) -> bool:
+        """The gate restarts with a new config (READY=1 follows): systemd keeps the unit, unlike STOPPING=1."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.notify(*(["RELOADING=1", f"MONOTONIC_USEC={usec}"] + ([f"STATUS={_one_line(status)}"] if status else [])))
+
     def extend_timeout(self, seconds: float) -> bool:
         """Ask for more time to start or stop (e.g. a slow first model load on a Pi Zero)."""
         return self.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")

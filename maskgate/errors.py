@@ -58,3 +58,7 @@ class DeployError(MaskgateError, RuntimeError):
 
 class UnsafeTarget(DeployError):
     """A flash target was refused: mounted, the system disk, or too small."""
+
+
+class WebError(MaskgateError, OSError):
+    """The installer's page cannot start: its port, its secret file or its certificate."""

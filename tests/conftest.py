@@ -55,6 +55,16 @@ def store(tmp_path):
 
 
 @pytest.fixture
+def factory():
+    """gpiozero's own simulated pins (PWM-capable, for the LEDs and the buzzer); reset after the test."""
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    f = MockFactory(pin_class=MockPWMPin)
+    yield f
+    f.reset()
+
+
+@pytest.fixture
 def cleanup():
     """Register teardown callables; they run in reverse order, each even if another failed."""
     things = []

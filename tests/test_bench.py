@@ -45,7 +45,13 @@ def check_report_shape(report: dict, frames: int, threads: int = 1) -> None:
     assert gate["rss"]["peak_rss_mb"] > 0
     idle = gate["idle"]
     assert idle["frames"] > 1 and idle["cpu_s_per_minute"] >= 0 and idle["cpu_percent_of_one_core"] >= 0
-    for key in ("seeds_over_ours", "cv2_res10_over_ours", "idle_cpu_percent", "gate_peak_rss_mb", "int8_vs_float_points"):
+    web = gate["web_page"]
+    assert web["rounds"] == len(web["per_round"]["open"]) == len(web["per_round"]["closed"]) >= 1
+    assert web["cpu_ms_per_frame_page_closed"] > 0 and web["cpu_ms_per_frame_page_open"] > 0
+    assert all(n >= 1 for n in web["live_frames_drawn_per_open_run"])  # the page was really watched
+    assert all(n >= 1 for n in web["live_images_received_per_open_run"])
+    for key in ("seeds_over_ours", "cv2_res10_over_ours", "idle_cpu_percent", "gate_peak_rss_mb", "int8_vs_float_points",
+                "web_page_fps_drop_percent"):
         assert key in report["targets"]
         assert report["targets"][key]["met"] in (True, False, None)
     stages = report["stages"]
@@ -66,11 +72,12 @@ def test_bench_on_three_frames_reports_every_row(shared, tmp_path):
     out = tmp_path / "bench.json"
     env = {**os.environ, "MASKGATE_SHARED": str(shared)}
     r = subprocess.run([sys.executable, "-m", "maskgate", "bench", "--frames", str(frames), "--warmup", "1",
-                        "--idle-seconds", "2", "--json", str(out)], capture_output=True, text=True, env=env, timeout=900)
+                        "--idle-seconds", "2", "--web-rounds", "1", "--json", str(out)],
+                       capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(out.read_text())
     check_report_shape(report, frames=3)
-    assert "/ ours" in r.stdout and "idle doorway" in r.stdout
+    assert "/ ours" in r.stdout and "idle doorway" in r.stdout and "installer's page" in r.stdout
     for name in ROWS:
         assert report["pipelines"][name]["title"] in r.stdout
 

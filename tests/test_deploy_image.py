@@ -23,6 +23,7 @@ import pytest
 
 import deploy_helpers as h
 from maskgate.cli import main as cli
+from maskgate.edge.web.tokens import read_tokens
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBx9q0hJ4m3sL5kPvFq1T3y7R8eW2nC6dZ0aXbYcQwE admin@laptop"
@@ -563,11 +564,18 @@ def test_firstboot_installs_offline_and_applies_the_card(built, tmp_path):
     assert "gateadmin ALL=(ALL) NOPASSWD: ALL" in (root / "etc/sudoers.d/010-maskgate-admin").read_text()
     assert not (root / "etc/systemd/system/multi-user.target.wants/maskgate-firstboot.service").exists()  # disabled itself
     assert (root / "etc/systemd/system/multi-user.target.wants/maskgate.service").is_symlink()
+    # the installer's page: its own tokens, readable by the gate's user only
+    web_secret = root / "var/lib/maskgate/web-secret.toml"
+    uid = int(next(ln for ln in (root / "etc/passwd").read_text().splitlines() if ln.startswith("maskgate:")).split(":")[2])
+    st = web_secret.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (uid, 0o600)
+    tokens = read_tokens(web_secret)
 
     second = h.run_firstboot(root, site, provided)  # idempotent: runs again, changes nothing that matters
     assert second.returncode == 0, second.stdout + second.stderr
     assert "creating /opt/maskgate/venv" not in second.stdout
     assert tomllib.loads((etc / "device.toml").read_text())["device"]["name"] == "gate-front"
+    assert read_tokens(web_secret) == tokens
 
 
 # ---------------------------------------------------------------------------------------------- #

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from maskgate.democlip import Segment, write_clip
 from maskgate.edge.actuators import Hardware
@@ -28,13 +27,6 @@ from maskgate.errors import ModelError
 LOCK_PIN = 17
 # clear frames from scenes held out of the classifier's training
 MASKED, UNMASKED, INCORRECT = "0010.jpg", "0012.jpg", "0011.jpg"
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory(pin_class=MockPWMPin)
-    yield f
-    f.reset()
 
 
 @pytest.fixture(scope="module")

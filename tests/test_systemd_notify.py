@@ -56,6 +56,9 @@ def test_ready_status_stopping_reach_the_socket(listener):
     assert sock.recv(4096).decode() == "EXTEND_TIMEOUT_USEC=1500000"
     assert n.stopping("locking")
     assert sock.recv(4096).decode() == "STOPPING=1\nSTATUS=locking"
+    assert n.reloading("new config")
+    reloading, usec, status = sock.recv(4096).decode().split("\n")
+    assert reloading == "RELOADING=1" and int(usec.split("=")[1]) > 0 and status == "STATUS=new config"
     n.close()
 
 

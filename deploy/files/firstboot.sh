@@ -7,7 +7,8 @@
 #     Each item is removed from the boot partition (readable by every local user) once applied;
 #  3. creates the venv (--system-site-packages: picamera2 and libcamera come from the OS) and
 #     installs maskgate from the offline wheelhouse, with no network;
-#  4. checks the gate's config, disables this unit and starts the gate.
+#  4. writes the installer's page tokens (no default password) unless the card has them;
+#  5. checks the gate's config, disables this unit and starts the gate.
 #
 # Every step can run again: a second run finds the work done and changes nothing.
 set -euo pipefail
@@ -17,6 +18,7 @@ WHEELHOUSE=$PREFIX/wheelhouse
 VENV=$PREFIX/venv
 ETC=/etc/maskgate
 SECRETS=$ETC/secrets
+STATE=/var/lib/maskgate
 UNIT=maskgate-firstboot.service
 PYTHON=/usr/bin/python3
 
@@ -190,6 +192,20 @@ install_gate() {
         -r "$WHEELHOUSE/requirements.txt"
 }
 
+make_web_tokens() {
+    # The installer's page: one admin and one viewer token, readable by the gate's user only.
+    local f=$STATE/web-secret.toml admin viewer
+    [ -f "$f" ] && return 0
+    install -d -m 0750 -o maskgate -g maskgate "$STATE"
+    admin=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(24))')
+    viewer=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(24))')
+    (umask 077 && printf '# maskgate, the page for installers: log in with one of these tokens\nadmin = "%s"\nviewer = "%s"\n' \
+        "$admin" "$viewer" >"$f.part")
+    chown maskgate:maskgate "$f.part"
+    mv "$f.part" "$f"
+    log "installer's page tokens written to $f"
+}
+
 main() {
     local src
     ensure_user
@@ -206,6 +222,7 @@ main() {
         install -m 0640 -o root -g maskgate /dev/null "$ETC/device.toml"
     fi
     install_gate
+    make_web_tokens
     "$VENV/bin/maskgate" config check "$ETC/config.toml" "$ETC/device.toml"
     if command -v systemctl >/dev/null; then
         systemctl disable "$UNIT"

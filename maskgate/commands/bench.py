@@ -8,8 +8,8 @@ ours (int8 detector + int8 classifier, exactly what `maskgate run` analyses), th
 with a note otherwise), cv2.dnn res10 alone (300x300, and at the gate's detector size), ours with
 the 300x300 int8 detector, and our float TFLite models.  For each: median and p95 per-frame time, frames per second, peak RSS (a
 child process per row), model bytes and other / ours.  Then: where ours spends its time, int8 vs
-float gate rates, the peak RSS of `maskgate run`, and the CPU cost of an idle doorway (an empty
-clip replayed in real time).  Every runtime uses --threads threads (default 1: the targets' setting).
+float gate rates, the peak RSS of `maskgate run`, the CPU cost of an idle doorway (an empty
+clip replayed in real time), and the gate's frame rate with its installer's page closed and open.  Every runtime uses --threads threads (default 1: the targets' setting).
 No GPIO is driven: the gate runs use simulated pins and a temporary event database.
 """
 
@@ -33,10 +33,12 @@ def add_arguments(p):
                         "(default: %(default)s; 0: each row over all frames in turn)")
     p.add_argument("--idle-seconds", type=float, default=60.0, metavar="S",
                    help="length of the empty-doorway clip replayed in real time (default: %(default)s; 0 skips)")
+    p.add_argument("--web-rounds", type=int, default=3, metavar="N",
+                   help="rounds of the gate with its installer's page closed and open (default: %(default)s; 0 skips)")
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="gate config (which models, thresholds)")
     p.add_argument("--skip", default="", metavar="WHAT",
                    help="comma-separated rows or measurements to leave out: seeds, float_tflite, cv2_res10, "
-                        "cv2_res10_gate_size, ours_300x300, rss, gate_rss, idle, stages, eval")
+                        "cv2_res10_gate_size, ours_300x300, rss, gate_rss, idle, stages, eval, web")
 
 
 def main(args) -> int:
@@ -57,7 +59,7 @@ def main(args) -> int:
     frames = args.frames or datasets.shared_dir() / "data" / "encounters"
     opts = bench.BenchOptions(frames_dir=frames, threads=args.threads, warmup=max(0, args.warmup), limit=args.limit,
                               block=max(0, args.block), configs=list(args.config), idle_seconds=args.idle_seconds,
-                              skip=skip)
+                              skip=skip, web_rounds=max(0, args.web_rounds))
 
     def progress(msg: str) -> None:
         if not args.quiet:

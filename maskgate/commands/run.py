@@ -7,6 +7,9 @@ the lock relay de-energized.
 
 --mode monitor watches a hall instead: people, masked share and distancing violations as
 telemetry and 'crowd' events; no lock, no GPIO (docs/annotate.md).
+
+The installer's page (web.enabled, on in the SD image; --web here) is served beside the gate; its
+"reload config" action restarts the gate with the re-validated config files, locked meanwhile.
 """
 
 from __future__ import annotations
@@ -28,12 +31,18 @@ def add_arguments(p):
     p.add_argument("--mode", choices=["gate", "monitor"], default="gate",
                    help="gate: the door (drives the lock); monitor: a hall camera counting people, masks and "
                         "distancing, never driving a lock (default: %(default)s)")
+    p.add_argument("--web", action="store_true",
+                   help="serve the installer's page for this run although web.enabled is false (gate mode)")
 
 
 def load_config(args):
     from maskgate.edge import config as config_mod
 
-    cfg = config_mod.load(args.config)
+    return apply_overrides(config_mod.load(args.config), args)
+
+
+def apply_overrides(cfg, args):
+    """The command line's --source, --fps and --mqtt on top of a config."""
     camera = {}
     if getattr(args, "source", None):
         camera["source"] = args.source
@@ -65,9 +74,9 @@ def main(args) -> int:
     from maskgate.edge.sources import open_source
 
     source = open_source(cfg.camera.source, cfg.camera, keep_main=cfg.events.snapshots)
-    if args.realtime:
-        from maskgate.edge.sources.replay import PacedSource
+    from maskgate.edge.sources.replay import PacedSource
 
+    if args.realtime:
         source = PacedSource(source)  # a live camera is refused: it is real time already
     if args.mode == "monitor":
         from maskgate.edge.monitor import Monitor
@@ -78,7 +87,27 @@ def main(args) -> int:
         return 0
     from maskgate.edge.gate import Gate
 
-    gate = Gate(cfg, source=source, events_file=args.events, on_event=print_event, max_frames=args.max_frames)
-    frames = gate.run()
-    print(f"stopped after {frames} frames ({gate.analysed} analysed); lock de-energized", file=sys.stderr)
-    return 0
+    web = None
+    if cfg.web.enabled or args.web:
+        from maskgate.edge.web import WebServer
+
+        web = WebServer(cfg, config_paths=args.config)
+        web.start()
+        print(f"installer's page: {web.url} (tokens in {web.tokens_file})", file=sys.stderr, flush=True)
+    try:
+        while True:
+            gate = Gate(cfg, source=source, events_file=args.events, on_event=print_event, max_frames=args.max_frames)
+            if web is not None:
+                web.attach(gate)
+            frames = gate.run()
+            print(f"stopped after {frames} frames ({gate.analysed} analysed); lock de-energized", file=sys.stderr)
+            if gate.reload_config is None:
+                return 0
+            cfg = apply_overrides(gate.reload_config, args)
+            print("reloading the config from the installer's page", file=sys.stderr, flush=True)
+            source = open_source(cfg.camera.source, cfg.camera, keep_main=cfg.events.snapshots)
+            if args.realtime:
+                source = PacedSource(source)
+    finally:
+        if web is not None:
+            web.stop()
