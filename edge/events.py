@@ -83,7 +83,7 @@ class Event:
     device: str = ""
     door: str = ""
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-    wall_time: float = field(default_factory=time.time)
+    wall_time: float = field(default_factory=lambda: time.time())  # looked up at each call: the clock may be replaced
     clock_synced: bool | None = field(default_factory=wall_clock_synchronised)  # was wall_time trustworthy?
     seq: int | None = None  # database id, set once stored
 
