@@ -359,31 +359,46 @@ class EventLog:
         if event not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {event!r}")
         ev = Event(event=event, ts=round(float(ts), 3), frame=frame, device=self.device, door=self.door, **fields)
-        notices: list[Event] = []
-        if self.store is not None:
-            ev, notices = self._store(ev)
-        for e in (ev, *notices):
+        if self.store is None:
+            self._announce(ev)
+            return ev
+        announced = self._store(ev)
+        for e in announced:
             self._announce(e)
-        return ev
+        return next(e for e in announced if e.uid == ev.uid)
 
-    def _store(self, ev: Event) -> tuple[Event, list[Event]]:
-        """Write ``ev`` (after any backlog); returns it and the storage fault / recovery it caused."""
-        if self.storage_fault is not None and not self._write_backlog():
-            self.unstored.append(ev)
-            return ev, []
+    def _store(self, ev: Event) -> list[Event]:
+        """Write ``ev`` (after any backlog); returns what to announce: ``ev`` with the storage fault or
+        recovery it brought, in the order they are stored."""
+        notices: list[Event] = []
+        if self.storage_fault is not None:
+            if not self._write_backlog():
+                self.unstored.append(ev)
+                return [ev]
+            self.storage_fault = None
+            log.warning("event storage works again: the events kept in memory are written")
+            recovered = Event(event="recovered", ts=ev.ts, frame=-1, detail="storage: writing again",
+                              device=self.device, door=self.door)
+            notices.append(self._append_or_keep(recovered))
         try:
-            stored = self.store.append(ev)
+            return [*notices, self.store.append(ev)]
         except EventStoreError as exc:
             self.unstored.append(ev)
             if self.storage_fault is not None:
-                return ev, []
+                return [*notices, ev]
             self.storage_fault = f"storage: {exc}"
             log.error("event storage fault: %s; events kept in memory until it can be written again", exc)
             fault = Event(event="fault", ts=ev.ts, frame=ev.frame, detail=self.storage_fault,
                           device=self.device, door=self.door)
             self.unstored.append(fault)
-            return ev, [fault]
-        return stored, self._recovered(stored.ts)
+            return [*notices, ev, fault]
+
+    def _append_or_keep(self, ev: Event) -> Event:
+        try:
+            return self.store.append(ev)
+        except EventStoreError:
+            self.unstored.append(ev)
+            return ev
 
     def _write_backlog(self) -> bool:
         while self.unstored:
@@ -393,19 +408,6 @@ class EventLog:
                 return False
             self.unstored.popleft()
         return True
-
-    def _recovered(self, ts: float) -> list[Event]:
-        if self.storage_fault is None:
-            return []
-        self.storage_fault = None
-        log.warning("event storage works again: the events kept in memory are written")
-        ev = Event(event="recovered", ts=ts, frame=-1, detail="storage: writing again",
-                   device=self.device, door=self.door)
-        try:
-            return [self.store.append(ev)]
-        except EventStoreError:
-            self.unstored.append(ev)
-            return [ev]
 
     def _announce(self, ev: Event) -> None:
         self.recorded.append(ev)
