@@ -218,7 +218,7 @@ class EventStore:
         except sqlite3.Error as exc:
             raise EventStoreError(f"cannot write to the event database {self.path}: {exc}") from None
         self._appends += 1
-        if self.max_events and self._appends % PRUNE_EVERY == 0:
+        if self.max_events and self._appends % max(1, min(PRUNE_EVERY, self.max_events // 10)) == 0:
             self.prune()
         return _with_seq(event, cur.lastrowid)
 
@@ -340,7 +340,7 @@ class EventLog:
     #: events kept in memory while the store cannot be written (the oldest are dropped beyond it)
     UNSTORED_LIMIT = 10000
     #: this run's events kept for inspection (tests, the CLI summary); a deque, so a year-long run stays bounded
-    RECORDED_LIMIT = 10000
+    RECORDED_LIMIT = 500
 
     def __init__(self, store: EventStore | None, *, device: str = "", door: str = "",
                  listeners: Iterable[Callable[[Event], None]] = ()):

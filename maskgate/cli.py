@@ -31,6 +31,7 @@ COMMANDS = {
     "image": "image",
     "annotate": "annotate",
     "config": "config",
+    "soak": "soak",
 }
 
 
