@@ -135,7 +135,7 @@ class EventsConfig:
     snapshot_dir: str = opt("", "Where snapshots go; empty means <state dir>/snapshots.")
     snapshot_keep: int = opt(200, "Keep at most this many snapshots; the oldest are deleted.", min=1, max=100000)
     max_events: int = opt(
-        100000, "Keep at most this many events in the database; the oldest are deleted (about 25 MB; a busy door "
+        100000, "Keep at most this many events in the database; the oldest are deleted (under 20 MB; a busy door "
         "records a few hundred a day, so a year fits).", min=100, max=10000000,
     )
 

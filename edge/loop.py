@@ -215,19 +215,20 @@ class FrameLoop:
             self._fault_now(f"camera unusable: {problem}")
 
     def _record_start_findings(self) -> None:
-        """What start-up found wrong with the last run, as a fault and its recovery (the gate runs)."""
-        findings = []
+        """What start-up found wrong with the last run, each as a fault and its recovery (the gate runs)."""
+        findings = []  # (what recovered, the fault's detail)
         if self.store.moved_aside is not None:
-            findings.append(f"event database was corrupt: moved aside to {self.store.moved_aside.name}, "
-                            "a new one started")
+            findings.append(("new event database", f"event database was corrupt: moved aside to "
+                                                   f"{self.store.moved_aside.name}, a new one started"))
         previous = self._previous_end
         if previous is not None and previous.event != "stopped":
-            findings.append(f"the previous run ended without stopping (killed, crashed or power cut) after "
-                            f"'{previous.event}' #{previous.seq}; the relay was de-energized then and is now")
-        for finding in findings:
-            log.warning("%s", finding)
-            self.events.record("fault", 0.0, detail=finding)
-            self.events.record("recovered", 0.0, detail=f"start-up: {finding.split(':')[0]}")
+            findings.append(("running again", f"the previous run ended without stopping (killed, crashed or power "
+                                              f"cut) after '{previous.event}' #{previous.seq}; the relay is "
+                                              "de-energized again"))
+        for recovered, detail in findings:
+            log.warning("%s", detail)
+            self.events.record("fault", 0.0, detail=detail)
+            self.events.record("recovered", 0.0, detail=f"start-up: {recovered}")
 
     def _fail_now(self, reason: str) -> None:
         """An unexpected error: make the outputs safe first (subclasses), then try to record it."""

@@ -35,8 +35,9 @@ MIN_WIDTH, MIN_HEIGHT = 64, 48
 def unusable_frame(image) -> str | None:
     """Why ``image`` cannot be analysed (wrong type, dtype, shape, too small), or ``None`` when it can.
 
-    Cheap (attribute checks only): it runs on every frame.  A black or white frame is usable — it is
-    an empty doorway; a truncated JPEG never gets this far (the folder source skips it).
+    Cheap (attribute checks only): it runs on every frame.  A black or white frame is usable (an empty
+    doorway, as far as the gate can tell); a truncated JPEG is skipped by the folder source when OpenCV
+    cannot decode it, and is a usable, partly grey frame when it can.
     """
     if not isinstance(image, np.ndarray):
         return f"a frame is a {type(image).__name__}, not an image array"
