@@ -56,7 +56,6 @@ remote unlock needs `mqtt.command_key_file` and a fresh signed command (edge/ale
 the gate at full speed, with simulated pins and a real event database, sampling the process after each replay.
 The test runs a shorter soak with the same code.  Measured on the development machine (2 shared cores):
 
-
 """
 
 
