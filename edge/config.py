@@ -14,6 +14,7 @@ so a Pi never silently runs the demo against its real lock.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -133,6 +134,10 @@ class EventsConfig:
     snapshots: bool = opt(False, "Save a JPEG of each denied visit (off by default: privacy).")
     snapshot_dir: str = opt("", "Where snapshots go; empty means <state dir>/snapshots.")
     snapshot_keep: int = opt(200, "Keep at most this many snapshots; the oldest are deleted.", min=1, max=100000)
+    max_events: int = opt(
+        100000, "Keep at most this many events in the database; the oldest are deleted (under 20 MB; a busy door "
+        "records a few hundred a day, so a year fits).", min=100, max=10000000,
+    )
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,19 @@ class MqttConfig:
     topic_prefix: str = opt("maskgate", "Topics are <prefix>/<device.name>/...")
     discovery: bool = opt(True, "Announce the gate to Home Assistant (MQTT discovery).")
     discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix.")
-    remote_unlock: bool = opt(False, "Accept unlock commands over MQTT (needs an authenticated broker).")
+    plaintext_credentials: bool = opt(
+        False, "Allow mqtt.username / mqtt.password_file over plain mqtt:// (the password crosses the network "
+        "unencrypted); without it credentials need an mqtts:// URL.",
+    )
+    remote_unlock: bool = opt(
+        False, "Accept unlock commands over MQTT: needs an authenticated broker and mqtt.command_key_file; only a "
+        "fresh command signed with that key opens the door (edge/alerts/README.md).",
+    )
+    command_key_file: str = opt("", "File with the HMAC-SHA256 key that signs remote unlock commands.")
+    command_max_age_seconds: float = opt(
+        30.0, "A signed command older (or further in the future) than this, by the wall clock, is refused.",
+        min=1, max=600,
+    )
     telemetry_seconds: float = opt(30.0, "Interval of telemetry messages.", min=1, max=3600)
     reconnect_max_seconds: float = opt(
         60.0, "Longest wait between reconnection attempts while the broker is unreachable.", min=1, max=3600
@@ -291,7 +308,12 @@ def _check_value(key: str, tp, value, f: dataclasses.Field):
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"must be a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(key, f"must be a number of sensible size, got {value!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
     elif tp is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"must be a string, got {value!r}")
@@ -374,6 +396,8 @@ def load(paths: list[str | Path] | tuple[str | Path, ...] = ()) -> Config:
             raise ConfigError("<file>", f"config file not found: {path}") from None
         except OSError as exc:
             raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("<file>", f"{path} is not UTF-8 text (byte {exc.start})") from None
         try:
             data = merge(data, tomllib.loads(text))
         except tomllib.TOMLDecodeError as exc:

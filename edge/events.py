@@ -10,6 +10,16 @@ that consumers can drop the duplicates at-least-once delivery may bring.
 
 Events are rare (state changes, not frames), so writing them synchronously is cheap; the per-frame
 path never touches this module.
+
+Durability, per kind (:data:`DURABLE_KINDS`): a security event — a decision, an unlock, a fault, a
+door or button input — is committed with ``synchronous=FULL`` (the WAL is fsynced before
+:meth:`EventStore.append` returns), so once it is reported it survives a power cut.  Routine events
+(``started``, ``stopped``, ``locked``, ``recovered``, ``crowd``) use ``synchronous=NORMAL``: they
+survive a crash of the process, and a power cut may lose the last of them (the next security event's
+fsync also makes them durable).  A database found corrupt at start is moved aside, kept for
+forensics, and a new one started (:attr:`EventStore.moved_aside`).  Retention keeps the newest
+``max_events`` events, so the card never fills up.  A disk that is full does not stop the gate: the
+:class:`EventLog` keeps what could not be written in memory and writes it when space returns.
 """
 
 from __future__ import annotations
@@ -20,10 +30,12 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from maskgate.edge.clock import wall_clock_synchronised
 from maskgate.errors import MaskgateError
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,12 @@ EVENT_KINDS = (
     "crowd",  # monitor mode: people count / masked share / distancing violations
 )
 
+#: Kinds committed with an fsync before they are reported (they must survive a power cut).
+DURABLE_KINDS = frozenset(EVENT_KINDS) - {"started", "stopped", "locked", "recovered", "crowd"}
+
+#: How many appends pass between two applications of the retention limit.
+PRUNE_EVERY = 256
+
 
 @dataclass(frozen=True)
 class Event:
@@ -65,7 +83,8 @@ class Event:
     device: str = ""
     door: str = ""
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-    wall_time: float = field(default_factory=time.time)
+    wall_time: float = field(default_factory=lambda: time.time())  # looked up at each call: the clock may be replaced
+    clock_synced: bool | None = field(default_factory=wall_clock_synchronised)  # was wall_time trustworthy?
     seq: int | None = None  # database id, set once stored
 
     def to_json(self) -> dict:
@@ -74,7 +93,8 @@ class Event:
         return {k: v for k, v in d.items() if v is not None}
 
 
-_COLUMNS = ("uid", "event", "ts", "frame", "decision", "p_mask", "faces", "infer_ms", "detail", "device", "door", "wall_time")
+_COLUMNS = ("uid", "event", "ts", "frame", "decision", "p_mask", "faces", "infer_ms", "detail", "device", "door", "wall_time",
+            "clock_synced")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -90,7 +110,8 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT,
     device TEXT NOT NULL,
     door TEXT NOT NULL,
-    wall_time REAL NOT NULL
+    wall_time REAL NOT NULL,
+    clock_synced INTEGER
 );
 CREATE TABLE IF NOT EXISTS cursors (
     channel TEXT PRIMARY KEY,
@@ -107,19 +128,62 @@ class EventStore:
     """The SQLite event database and the outbox cursors of the delivery channels.
 
     Safe to use from several threads: each thread gets its own connection (SQLite connections must
-    not cross threads); WAL mode lets readers and the writer proceed concurrently.
+    not cross threads); WAL mode lets readers and the writer proceed concurrently.  ``max_events``
+    (0: unlimited) bounds the history: the oldest events beyond it are deleted.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, max_events: int = 0):
         self.path = Path(path)
+        self.max_events = max_events
+        self.moved_aside: Path | None = None  # where a corrupt database found at start was moved
+        self._appends = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EventStoreError(f"cannot create the event database folder {self.path.parent}: {exc.strerror}") from None
         self._local = threading.local()
+        try:
+            self._open_schema()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _is_corruption(exc):
+                raise EventStoreError(f"cannot open the event database {self.path}: {exc}") from None
+            self.close()
+            self.moved_aside = self._move_aside(exc)
+            try:
+                self._open_schema()
+            except sqlite3.Error as exc2:
+                raise EventStoreError(f"cannot create a new event database {self.path}: {exc2}") from None
+        self.prune()
+
+    def _open_schema(self) -> None:
         conn = self._conn()
+        check = conn.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
         with conn:
             conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        if "clock_synced" not in columns:  # a database written before the column existed
+            conn.execute("ALTER TABLE events ADD COLUMN clock_synced INTEGER")
+
+    def _move_aside(self, exc: Exception) -> Path:
+        """Keep a corrupt database (and its WAL) for forensics under a new name; returns that name."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.path}{suffix}")
+                if part.exists():
+                    part.rename(Path(f"{target}{suffix}"))
+        except OSError as err:
+            raise EventStoreError(f"the event database {self.path} is corrupt ({exc}) and cannot be moved aside: "
+                                  f"{err.strerror}") from None
+        log.error("event database %s is corrupt (%s): moved aside to %s, a new one started", self.path, exc, target)
+        return target
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -128,21 +192,55 @@ class EventStore:
                 conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as exc:
+            except sqlite3.DatabaseError as exc:
+                if _is_corruption(exc):
+                    raise
                 raise EventStoreError(f"cannot open the event database {self.path}: {exc}") from None
             self._local.conn = conn
+            self._local.durable = False
         return conn
 
     def append(self, event: Event) -> Event:
-        """Store ``event``; returns it with ``seq`` set to its database id."""
+        """Store ``event``; returns it with ``seq`` set to its database id.
+
+        A kind in :data:`DURABLE_KINDS` is on disk (fsynced) when this returns.
+        """
         values = tuple(getattr(event, c) for c in _COLUMNS)
         try:
-            cur = self._conn().execute(
+            conn = self._conn()
+            durable = event.event in DURABLE_KINDS
+            if durable != self._local.durable:
+                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._local.durable = durable
+            cur = conn.execute(
                 f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values
             )
         except sqlite3.Error as exc:
             raise EventStoreError(f"cannot write to the event database {self.path}: {exc}") from None
+        self._appends += 1
+        if self.max_events and self._appends % max(1, min(PRUNE_EVERY, self.max_events // 10)) == 0:
+            self.prune()
         return _with_seq(event, cur.lastrowid)
+
+    def prune(self) -> int:
+        """Apply the retention limit: delete the oldest events beyond ``max_events``; returns how many."""
+        if not self.max_events:
+            return 0
+        try:
+            cur = self._conn().execute(
+                "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (self.max_events,))
+        except sqlite3.Error as exc:
+            log.warning("event retention: could not delete old events from %s: %s", self.path, exc)
+            return 0
+        return cur.rowcount
+
+    def count(self) -> int:
+        return self._conn().execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def last(self) -> Event | None:
+        """The newest stored event, if any."""
+        row = self._conn().execute(f"SELECT id, {', '.join(_COLUMNS)} FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        return _row_to_event(row) if row else None
 
     def after(self, last_id: int, limit: int = 100) -> list[Event]:
         """Events with id greater than ``last_id``, oldest first."""
@@ -202,6 +300,14 @@ class EventStore:
             self._local.conn = None
 
 
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is damaged or not a database (as opposed to locked, full, read-only)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return True  # DatabaseError proper: "file is not a database", "database disk image is malformed"
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "quick_check" in text
+
+
 def _with_seq(event: Event, seq: int) -> Event:
     d = asdict(event)
     d["seq"] = seq
@@ -210,7 +316,10 @@ def _with_seq(event: Event, seq: int) -> Event:
 
 def _row_to_event(row) -> Event:
     seq, *values = row
-    return Event(**dict(zip(_COLUMNS, values)), seq=seq)
+    fields = dict(zip(_COLUMNS, values))
+    if fields["clock_synced"] is not None:
+        fields["clock_synced"] = bool(fields["clock_synced"])
+    return Event(**fields, seq=seq)
 
 
 class JsonLinesWriter:
@@ -234,8 +343,16 @@ class EventLog:
     """The one place the gate records events: the store first, then every listener.
 
     A listener that raises is logged and skipped; it can never stop an event from being stored or
-    the lock from being driven.
+    the lock from being driven.  A store that cannot be written (a full disk) does not stop the gate
+    either: the event still goes to the listeners, one ``fault`` (storage) says so, and the events
+    that could not be written wait in memory (:data:`UNSTORED_LIMIT` at most) until a later write
+    succeeds, when they are stored in order and a ``recovered`` event follows.
     """
+
+    #: events kept in memory while the store cannot be written (the oldest are dropped beyond it)
+    UNSTORED_LIMIT = 10000
+    #: this run's events kept for inspection (tests, the CLI summary); a deque, so a year-long run stays bounded
+    RECORDED_LIMIT = 500
 
     def __init__(self, store: EventStore | None, *, device: str = "", door: str = "",
                  listeners: Iterable[Callable[[Event], None]] = ()):
@@ -243,7 +360,9 @@ class EventLog:
         self.device = device
         self.door = door
         self.listeners: list[Callable[[Event], None]] = list(listeners)
-        self.recorded: list[Event] = []  # this run's events, in order (small: state changes only)
+        self.recorded: deque[Event] = deque(maxlen=self.RECORDED_LIMIT)  # this run's events, in order
+        self.unstored: deque[Event] = deque(maxlen=self.UNSTORED_LIMIT)
+        self.storage_fault: str | None = None
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         self.listeners.append(listener)
@@ -252,12 +371,60 @@ class EventLog:
         if event not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {event!r}")
         ev = Event(event=event, ts=round(float(ts), 3), frame=frame, device=self.device, door=self.door, **fields)
-        if self.store is not None:
-            ev = self.store.append(ev)
+        if self.store is None:
+            self._announce(ev)
+            return ev
+        announced = self._store(ev)
+        for e in announced:
+            self._announce(e)
+        return next(e for e in announced if e.uid == ev.uid)
+
+    def _store(self, ev: Event) -> list[Event]:
+        """Write ``ev`` (after any backlog); returns what to announce: ``ev`` with the storage fault or
+        recovery it brought, in the order they are stored."""
+        notices: list[Event] = []
+        if self.storage_fault is not None:
+            if not self._write_backlog():
+                self.unstored.append(ev)
+                return [ev]
+            self.storage_fault = None
+            log.warning("event storage works again: the events kept in memory are written")
+            recovered = Event(event="recovered", ts=ev.ts, frame=-1, detail="storage: writing again",
+                              device=self.device, door=self.door)
+            notices.append(self._append_or_keep(recovered))
+        try:
+            return [*notices, self.store.append(ev)]
+        except EventStoreError as exc:
+            self.unstored.append(ev)
+            if self.storage_fault is not None:
+                return [*notices, ev]
+            self.storage_fault = f"storage: {exc}"
+            log.error("event storage fault: %s; events kept in memory until it can be written again", exc)
+            fault = Event(event="fault", ts=ev.ts, frame=ev.frame, detail=self.storage_fault,
+                          device=self.device, door=self.door)
+            self.unstored.append(fault)
+            return [*notices, ev, fault]
+
+    def _append_or_keep(self, ev: Event) -> Event:
+        try:
+            return self.store.append(ev)
+        except EventStoreError:
+            self.unstored.append(ev)
+            return ev
+
+    def _write_backlog(self) -> bool:
+        while self.unstored:
+            try:
+                self.store.append(self.unstored[0])
+            except EventStoreError:
+                return False
+            self.unstored.popleft()
+        return True
+
+    def _announce(self, ev: Event) -> None:
         self.recorded.append(ev)
         for listener in self.listeners:
             try:
                 listener(ev)
             except Exception:  # noqa: BLE001 - a broken listener must not break the gate
                 log.exception("event listener %r failed on %s", listener, ev.event)
-        return ev

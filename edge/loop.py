@@ -25,7 +25,7 @@ from maskgate.edge.analysis import NOTHING, FrameAnalyzer, FrameResult
 from maskgate.edge.config import Config, state_dir
 from maskgate.edge.events import Event, EventLog, EventStore, JsonLinesWriter
 from maskgate.edge.motion import MotionGate
-from maskgate.edge.sources import EndOfStream, FrameSource
+from maskgate.edge.sources import EndOfStream, FrameSource, unusable_frame
 from maskgate.edge.status import GateStatus
 from maskgate.edge.systemd_notify import SystemdNotifier
 from maskgate.errors import SourceError
@@ -54,10 +54,12 @@ class FrameLoop:
         self._last_wall: float | None = None
         self._last_ts = 0.0
         self._frame_clock_offset = 0.0  # frame ts - time.monotonic(): stamps inputs on the frame clock
+        self._bad_frames = 0  # unusable frames in a row
         try:
             self._open_outputs()
             db = Path(cfg.events.database) if cfg.events.database else state_dir() / "events.db"
-            self.store = EventStore(db)
+            self.store = EventStore(db, max_events=cfg.events.max_events)
+            self._previous_end = self.store.last()  # how the last run ended (None: a new database)
             self.events = EventLog(self.store, device=cfg.device.name, door=cfg.device.door_id)
             if events_file:
                 self.jsonl = JsonLinesWriter(events_file)
@@ -127,6 +129,7 @@ class FrameLoop:
         previous = self._install_signal_handlers()
         try:
             self.events.record("started", 0.0, detail=f"{self.mode}, source {self.source.name}")
+            self._record_start_findings()
             if self.notifier:
                 self.notifier.start()
             self._open_source()
@@ -141,6 +144,11 @@ class FrameLoop:
                 if frame is None:
                     self._camera_stalled()
                     continue
+                problem = unusable_frame(frame.image)
+                if problem is not None:
+                    self._unusable_frame(problem)
+                    continue
+                self._bad_frames = 0
                 self._count(frame)
                 self._on_frame(frame)
                 self.systemd.watchdog()
@@ -202,6 +210,30 @@ class FrameLoop:
         except Exception:  # noqa: BLE001
             log.debug("closing the stalled camera failed", exc_info=True)
         self._open_source()
+
+    def _unusable_frame(self, problem: str) -> None:
+        """A frame inference cannot use is skipped; a camera that delivers only such frames is a fault."""
+        self._bad_frames += 1
+        if self._bad_frames == 1:
+            log.warning("skipping an unusable frame: %s", problem)
+        if self._bad_frames >= max(3, round(self.cfg.camera.fps * self.cfg.camera.stall_timeout)):
+            self._fault_now(f"camera unusable: {problem}")
+
+    def _record_start_findings(self) -> None:
+        """What start-up found wrong with the last run, each as a fault and its recovery (the gate runs)."""
+        findings = []  # (what recovered, the fault's detail)
+        if self.store.moved_aside is not None:
+            findings.append(("new event database", f"event database was corrupt: moved aside to "
+                                                   f"{self.store.moved_aside.name}, a new one started"))
+        previous = self._previous_end
+        if previous is not None and previous.event != "stopped":
+            findings.append(("running again", f"the previous run ended without stopping (killed, crashed or power "
+                                              f"cut) after '{previous.event}' #{previous.seq}; the relay is "
+                                              "de-energized again"))
+        for recovered, detail in findings:
+            log.warning("%s", detail)
+            self.events.record("fault", 0.0, detail=detail)
+            self.events.record("recovered", 0.0, detail=f"start-up: {recovered}")
 
     def _fail_now(self, reason: str) -> None:
         """An unexpected error: make the outputs safe first (subclasses), then try to record it."""

@@ -42,6 +42,23 @@ def manifest_entry(model_path: Path) -> dict:
     return entry
 
 
+def check_against_manifest(model_path: Path, entry: dict) -> None:
+    """Refuse a model file whose size or SHA-256 differs from its manifest entry (bit flip, truncation,
+    a different file under the same name): the manifest's thresholds belong to those exact bytes."""
+    import hashlib
+
+    manifest = model_path.parent / "manifest.json"
+    size = model_path.stat().st_size
+    if "bytes" in entry and size != entry["bytes"]:
+        raise ModelError(f"{model_path} does not match {manifest}: {size} bytes, the manifest says "
+                         f"{entry['bytes']} (truncated or replaced); refusing to start")
+    if "sha256" in entry:
+        digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        if digest != entry["sha256"]:
+            raise ModelError(f"{model_path} does not match {manifest}: sha256 {digest[:16]}..., the manifest says "
+                             f"{entry['sha256'][:16]}... (corrupt or replaced); refusing to start")
+
+
 def model_paths(cfg: Config) -> tuple[Path, Path]:
     base = artifact_dir()
     det = Path(cfg.models.detector) if cfg.models.detector else base / DEFAULT_DETECTOR
@@ -62,6 +79,9 @@ def build_analyzer(cfg: Config, *, detector: Path | None = None, classifier: Pat
             raise ModelError(f"model file not found: {p}")
     det_entry = manifest_entry(det_path)
     clf_entry = manifest_entry(clf_path)
+    for path, entry in ((det_path, det_entry), (clf_path, clf_entry)):
+        if (path == det_path and detector is None) or (path == clf_path and classifier is None):
+            check_against_manifest(path, entry)
     try:
         score = cfg.detection.score_threshold
         if score < 0:

@@ -32,6 +32,7 @@ COMMANDS = {
     "image": "image",
     "annotate": "annotate",
     "config": "config",
+    "soak": "soak",
 }
 
 

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from maskgate.edge.alerts import Notifier
+from maskgate.edge.alerts.commands import sign_command
 from maskgate.edge.config import Config
 from maskgate.edge.events import EventLog
 from maskgate.edge.status import GateStatus
@@ -195,14 +196,16 @@ def test_authenticated_remote_unlock(tmp_path, store, cleanup, caplog):
     desk.publish(f"{BASE}/lock/set", "UNLOCK", retain=True)
 
     gate = FakeGate()
-    cfg = mqtt_config(broker.port, username="gate", remote_unlock=True,
-                      password_file=str(write_secret(tmp_path / "mqtt.pw", "gate-pw")))
+    cfg = mqtt_config(broker.port, username="gate", remote_unlock=True, plaintext_credentials=True,
+                      password_file=str(write_secret(tmp_path / "mqtt.pw", "gate-pw")),
+                      command_key_file=str(write_secret(tmp_path / "command.key", "command-key")))
     notifier = Notifier(cfg, store, status=gate.status, on_command=gate.on_command)
     notifier.start()
     cleanup(lambda: notifier.stop(2))
     wait_until(lambda: desk.last(f"{BASE}/status") == b"online", what="authenticated connection")
     desk.publish(f"{BASE}/lock/set", "", retain=True)  # clear the retained command
-    for payload in ("LOCK", "open sesame", "UNLOCK"):
+    signed = sign_command(b"command-key", "unlock", f"{BASE}/lock/set")
+    for payload in ("LOCK", "open sesame", "UNLOCK", signed, signed):  # the second signed one is a replay
         desk.publish(f"{BASE}/lock/set", payload)
     wait_until(lambda: gate.commands, what="the unlock command")
     desk.publish(f"{BASE}/status", "probe")  # a round trip after the commands: all have been handled
@@ -210,12 +213,14 @@ def test_authenticated_remote_unlock(tmp_path, store, cleanup, caplog):
     time.sleep(0.3)
     assert gate.commands == [("unlock", {"source": "mqtt"})]
     assert "ignoring a retained command" in caplog.text and "ignoring LOCK" in caplog.text
+    assert "not a signed JSON command" in caplog.text and "replayed" in caplog.text
 
 
 def test_wrong_password_keeps_events_and_logs(tmp_path, store, cleanup, caplog):
     broker = Mosquitto(tmp_path / "auth-broker", users={"gate": "right"}).start()
     cleanup(broker.stop)
-    cfg = mqtt_config(broker.port, username="gate", password_file=str(write_secret(tmp_path / "pw", "wrong")))
+    cfg = mqtt_config(broker.port, username="gate", plaintext_credentials=True,
+                      password_file=str(write_secret(tmp_path / "pw", "wrong")))
     log = EventLog(store, device="door1")
     notifier = Notifier(cfg, store)
     log.add_listener(notifier.wake)
@@ -246,6 +251,7 @@ def test_tls_broker(tmp_path, store, cleanup):
 LWT_SCRIPT = """
 import sys, time
 from maskgate.edge.alerts import Notifier
+from maskgate.edge.alerts.commands import sign_command
 from maskgate.edge.config import Config
 from maskgate.edge.events import EventStore
 cfg = Config().replace(device={"name": "door1"}, mqtt={"enabled": True, "url": "mqtt://127.0.0.1:%d"})

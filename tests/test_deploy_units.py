@@ -394,7 +394,7 @@ def test_service_is_hardened():
                           capture_output=True, text=True)
     m = re.search(r"Overall exposure level for maskgate\.service: ([\d.]+)", proc.stdout + proc.stderr)
     assert m, proc.stdout + proc.stderr
-    assert float(m.group(1)) <= 3.0
+    assert float(m.group(1)) <= 1.5  # 2.0 before issue 16; tests/test_faults_hardening.py explains what remains
     unit = (FILES / "maskgate.service").read_text()
     for line in ("Type=notify", "Restart=always", "User=maskgate", "SupplementaryGroups=gpio video", "StateDirectory=maskgate",
                  "ProtectSystem=strict", "NoNewPrivileges=yes",

@@ -20,7 +20,7 @@ def read_secret(path: str, key: str) -> str:
     """The secret in the file ``path`` (one line; surrounding whitespace stripped).
 
     A missing, unreadable or empty file is a :class:`ConfigError` naming ``key`` (e.g.
-    ``mqtt.password_file``).  A file that other users may read is accepted with a warning.
+    ``mqtt.password_file``), and so is a file that every user may read: its secret is no secret.
     """
     p = Path(path).expanduser()
     try:
@@ -34,11 +34,11 @@ def read_secret(path: str, key: str) -> str:
         raise ConfigError(key, f"cannot read secret file {p}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(key, f"secret file {p} is not UTF-8 text") from None
+    if mode & stat.S_IROTH and os.name == "posix":
+        raise ConfigError(key, f"secret file {p} is readable by every user: chmod o-r {p} (600 or 640)")
     secret = text.strip()
     if not secret:
         raise ConfigError(key, f"secret file {p} is empty")
-    if mode & stat.S_IROTH and os.name == "posix":
-        log.warning("secret file %s (%s) is readable by every user; chmod 600 it", p, key)
     return secret
 
 

@@ -10,7 +10,8 @@ topic                  QoS     retained  payload
 ``<base>/decision``    1       no        decision events with ``event_type`` (Home Assistant event)
 ``<base>/state``       1       yes       ``{"lock": "locked"|"unlocked", "fault": null|"why", ...}``
 ``<base>/telemetry``   0       no        fps, inference ms, frames, CPU temperature, throttling
-``<base>/lock/set``    (in)    ignored   ``UNLOCK`` — only with ``mqtt.remote_unlock`` enabled
+``<base>/lock/set``    (in)    ignored   a signed unlock command (:mod:`.commands`) — only with
+                                         ``mqtt.remote_unlock`` enabled
 =====================  ======  ========  =========================================================
 
 Events are published one at a time and acknowledged in the outbox only after the broker's PUBACK,
@@ -29,8 +30,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from maskgate.edge.alerts.commands import CommandVerifier
 from maskgate.edge.alerts.discovery import (
-    DECISION_KINDS, PAYLOAD_LOCK, PAYLOAD_OFFLINE, PAYLOAD_ONLINE, PAYLOAD_UNLOCK, Topics,
+    DECISION_KINDS, PAYLOAD_LOCK, PAYLOAD_OFFLINE, PAYLOAD_ONLINE, Topics,
     decision_payload, discovery_messages,
 )
 from maskgate.edge.alerts.outbox import Channel, DeliveryFailed, event_bytes, event_dict
@@ -141,7 +143,7 @@ def implied_state(event: Event) -> dict[str, Any]:
 class MqttChannel(Channel):
     name = "mqtt"
 
-    def __init__(self, cfg: Config, store: EventStore, *, password: str | None,
+    def __init__(self, cfg: Config, store: EventStore, *, password: str | None, command_key: str | None = None,
                  status: Callable[[], GateStatus] | None = None,
                  on_command: Callable[[str, dict], None] | None = None,
                  telemetry: Telemetry | None = None):
@@ -152,7 +154,9 @@ class MqttChannel(Channel):
         self.status = status
         self.on_command = on_command
         self.telemetry = telemetry or Telemetry()
-        self.remote_unlock = cfg.mqtt.remote_unlock and on_command is not None
+        self.remote_unlock = cfg.mqtt.remote_unlock and on_command is not None and command_key is not None
+        self.verifier = (CommandVerifier(command_key.encode("utf-8"), max_age=cfg.mqtt.command_max_age_seconds)
+                         if self.remote_unlock else None)
         if cfg.mqtt.remote_unlock and on_command is None:
             log.warning("mqtt.remote_unlock is enabled but this gate has no command handler; commands are ignored")
         if self.remote_unlock and not self.broker.tls:
@@ -244,16 +248,19 @@ class MqttChannel(Channel):
             # A retained UNLOCK would open the door again on every reconnect: commands must be live.
             log.warning("ignoring a retained command on %s (commands must not be retained)", msg.topic)
             return
-        payload = msg.payload[:64].decode("utf-8", "replace").strip()
-        if payload == PAYLOAD_UNLOCK:
-            log.info("remote unlock requested over MQTT (%s)", msg.topic)
-            self.on_command("unlock", {"source": "mqtt"})
-        elif not payload:
+        payload = bytes(msg.payload)
+        if not payload.strip():
             log.debug("empty message on %s (a retained command being cleared)", msg.topic)
-        elif payload == PAYLOAD_LOCK:
+            return
+        if payload.strip() == PAYLOAD_LOCK.encode():
             log.info("ignoring LOCK on %s: the gate locks by itself", msg.topic)
-        else:
-            log.warning("ignoring unknown command %r on %s", payload, msg.topic)
+            return
+        command, why = self.verifier.verify(msg.topic, payload)
+        if command is None:
+            log.warning("refused a command on %s: %s", msg.topic, why)
+            return
+        log.info("signed remote %s accepted over MQTT (%s)", command, msg.topic)
+        self.on_command(command, {"source": "mqtt"})
 
     # -- publishing --------------------------------------------------------------------------- #
 

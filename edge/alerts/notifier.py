@@ -68,6 +68,8 @@ class Notifier:
         if m.remote_unlock and not m.password_file:
             log.warning("mqtt.remote_unlock is on with a user name but no mqtt.password_file: make sure the broker "
                         "authenticates this client some other way")
+        if m.remote_unlock and not m.command_key_file:
+            raise ConfigError("mqtt.command_key_file", "mqtt.remote_unlock needs the key that signs unlock commands")
         if m.password_file and not m.username:
             raise ConfigError("mqtt.password_file", "a broker password needs mqtt.username")
         if m.ca_file:
@@ -75,7 +77,12 @@ class Notifier:
                 raise ConfigError("mqtt.ca_file", "is only used with an mqtts:// broker URL")
             check_readable(m.ca_file, "mqtt.ca_file")
         password = read_secret(m.password_file, "mqtt.password_file") if m.password_file else None
-        return MqttChannel(cfg, store, password=password, status=status, on_command=on_command)
+        key = read_secret(m.command_key_file, "mqtt.command_key_file") if m.remote_unlock else None
+        if m.username and not broker.tls and not m.plaintext_credentials:
+            raise ConfigError("mqtt.url", f"{m.url} is plain mqtt:// but mqtt.username is set: the credentials would "
+                                          "cross the network unencrypted; use mqtts:// or set "
+                                          "mqtt.plaintext_credentials = true")
+        return MqttChannel(cfg, store, password=password, command_key=key, status=status, on_command=on_command)
 
     @staticmethod
     def _mail_channel(cfg, store) -> Channel:

@@ -28,6 +28,28 @@ class Frame:
     index: int
 
 
+#: the smallest frame inference can use (the detector's input is 224x168; a face needs pixels)
+MIN_WIDTH, MIN_HEIGHT = 64, 48
+
+
+def unusable_frame(image) -> str | None:
+    """Why ``image`` cannot be analysed (wrong type, dtype, shape, too small), or ``None`` when it can.
+
+    Cheap (attribute checks only): it runs on every frame.  A black or white frame is usable (an empty
+    doorway, as far as the gate can tell); a truncated JPEG is skipped by the folder source when OpenCV
+    cannot decode it, and is a usable, partly grey frame when it can.
+    """
+    if not isinstance(image, np.ndarray):
+        return f"a frame is a {type(image).__name__}, not an image array"
+    if image.dtype != np.uint8:
+        return f"frames are {image.dtype}, not 8-bit BGR"
+    if image.ndim != 3 or image.shape[2] != 3:
+        return f"frames have shape {image.shape}, not height x width x 3 (BGR)"
+    if image.shape[0] < MIN_HEIGHT or image.shape[1] < MIN_WIDTH:
+        return f"frames are {image.shape[1]}x{image.shape[0]}, smaller than {MIN_WIDTH}x{MIN_HEIGHT}"
+    return None
+
+
 class FrameSource:
     """Base class.  Subclasses set ``live`` and implement ``open``, ``read`` and ``close``."""
 
