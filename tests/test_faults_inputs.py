@@ -19,7 +19,7 @@ from maskgate.edge.sources import open_source
 from maskgate.errors import ConfigError
 
 from fault_helpers import ArraySource, black, kinds
-from test_gate import MASKED, StallingCamera, factory, make_gate, relay_states  # noqa: F401 - factory is a fixture
+from test_gate import MASKED, StallingCamera, make_gate, relay_states
 
 
 def test_garbage_frames_in_a_folder_at_1_fps_neither_crash_nor_unlock(shared, factory, tmp_path):

@@ -18,7 +18,7 @@ from maskgate.errors import ConfigError
 
 from alerts_helpers import Mosquitto, Subscriber, wait_until, write_secret
 from fault_helpers import black, kinds
-from test_gate import StallingCamera, factory, make_gate, relay_states  # noqa: F401 - factory is a fixture
+from test_gate import StallingCamera, make_gate, relay_states
 
 pytest.importorskip("paho.mqtt.client")
 

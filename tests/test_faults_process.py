@@ -23,7 +23,7 @@ from maskgate.edge.sources import open_source
 from maskgate.errors import ModelError
 
 from fault_helpers import kinds
-from test_gate import MASKED, factory, make_gate, relay_states  # noqa: F401 - factory is a fixture
+from test_gate import MASKED, make_gate, relay_states
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "files" / "maskgate.service"

@@ -15,7 +15,7 @@ from maskgate.edge.sources import open_source
 
 from conftest import REQUIRE_TOOLS
 from fault_helpers import kinds
-from test_gate import factory, make_gate, relay_states, visit_clip  # noqa: F401 - fixtures
+from test_gate import make_gate, relay_states, visit_clip  # noqa: F401 - visit_clip is a fixture (factory: conftest)
 
 
 @pytest.fixture

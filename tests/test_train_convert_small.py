@@ -129,3 +129,14 @@ def test_the_threshold_is_rounded_up_so_that_rounding_lets_no_negative_through()
     pos = np.array([0.95, 0.99])
     c = choose_threshold(np.r_[neg, pos], np.r_[np.zeros(3, bool), np.ones(2, bool)], 0.0)
     assert c["threshold"] == 0.8809 and c["false_accept_rate"] == 0.0
+
+
+def test_the_training_profile_times_each_variant_side_by_side():
+    from maskgate.models.train_profile import profile
+
+    p = profile(batch_size=4, size=32, repeats=1)
+    steps = {k: v for k, v in p.items() if k.startswith("step_ms_")}
+    assert set(steps) == {"step_ms_keras_batch_norm", "step_ms_fused_batch_norm", "step_ms_no_batch_norm"}
+    assert all(v > 0 for v in steps.values()) and p["augment_ms_per_batch"] > 0
+    assert p["ratios_to_keras_batch_norm"]["step_ms_keras_batch_norm"] == 1.0
+    assert 0 < p["augment_share_of_fused_step"] < 1

@@ -23,9 +23,18 @@ def add_arguments(p):
     p.add_argument("--limit", type=int, help="use only this many pictures per source (quick runs and tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-convert", action="store_true", help="do not convert the trained model to int8 afterwards")
+    p.add_argument("--profile", action="store_true", help="train nothing: time a training step (Keras batch norm, "
+                   "fused, none) and a batch of augmentation side by side, and print them")
 
 
 def main(args) -> int:
+    if args.profile:
+        import json
+
+        from maskgate.models.train_profile import profile
+
+        print(json.dumps(profile(), indent=2))
+        return 0
     from maskgate import datasets
     from maskgate.convert.detector import DOORWAY_SIZE, detector_name
     from maskgate.models import ARTIFACT_DIR
