@@ -153,7 +153,8 @@ def run_soak(visits: int, *, encounters: Path | None = None, folder: Path | None
         late = samples[len(samples) // 2:]
         xs = [s[0] for s in steady]
         return SoakReport(
-            visits=min(source.replays, replays) * VISITS_PER_REPLAY, frames=frames,  # fewer if stopped early events=counts["events"], unlocked=counts["unlocked"],
+            visits=min(source.replays, replays) * VISITS_PER_REPLAY, frames=frames,  # fewer if stopped early
+            events=counts["events"], unlocked=counts["unlocked"],
             denied=counts["denied"], db_events=db_events, db_bytes=db_bytes, max_events=max_events,
             rss_kib_start=steady[0][1], rss_kib_end=steady[-1][1],
             rss_kib_per_1000_visits=round(1000 * slope(xs, [s[1] for s in steady]), 1),
