@@ -54,9 +54,9 @@ class TrainSettings:
     recipe: str = "custom"  # the name in RECIPES these settings came from
 
 
-#: Named training set-ups compared over seeds (``maskgate train --recipe``; README, "Training").
-#: ``v2`` is the recipe of the classifier committed before training was made fast (40 epochs, 9 min
-#: of them per run here now); the others draw 24 epochs of examples.
+#: Named training set-ups compared over seeds (``maskgate train --recipe``, ``maskgate seeds``;
+#: docs/training.md has the comparison).  ``v2`` is the committed classifier's recipe (40 epochs);
+#: ``fast`` and ``fast+12k`` draw 24 epochs of examples, the second from data/faces12k too.
 RECIPES = {
     "v2": dict(epochs=40, sources=("faces", "wild")),
     "fast": dict(sources=("faces", "wild")),
