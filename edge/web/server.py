@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -184,6 +185,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     tls_context: ssl.SSLContext | None = None
     web: WebServer
+
+    def handle_error(self, request, client_address) -> None:
+        """A browser that closes the connection mid-answer (a tab closed, a live picture replaced) is normal."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     def get_request(self):
         sock, addr = super().get_request()
