@@ -10,16 +10,17 @@ stopped and started again, and more seeds added later.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
-from maskgate.errors import ConfigError
+from maskgate.errors import DataError
 
 
 def add_arguments(p):
-    p.add_argument("--recipes", default="fast,fast+12k", help="comma-separated recipe names (default: %(default)s); "
+    p.add_argument("--recipes", type=_recipes, default="v2,fast,fast+12k", help="comma-separated recipe names (default: %(default)s); "
                    "the first is the baseline")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument("--seeds", type=_ints, default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     p.add_argument("--out", type=Path, help="the runs' folder (default: build/seeds)")
     p.add_argument("--shared", type=Path, help="the shared data folder (default: ../shared)")
     p.add_argument("--compare-only", action="store_true", help="train nothing; compare the runs already there")
@@ -52,7 +53,7 @@ def _train_in_parallel(runs: list[tuple[str, int, Path]], jobs: int, shared: Pat
                                    "--out", str(run), "--shared", str(shared), "--no-convert"],
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode:
-            raise ConfigError(f"training {run.name} failed (exit {done.returncode}); see {run / 'train.log'}")
+            raise DataError(f"training {run.name} failed (exit {done.returncode}); see {run / 'train.log'}")
 
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, runs))
@@ -62,7 +63,17 @@ def _ints(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"--seeds {text!r} is not a comma-separated list of integers") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _recipes(text: str) -> list[str]:
+    from maskgate.models.train import RECIPES
+
+    names = [r.strip() for r in text.split(",") if r.strip()]
+    unknown = [r for r in names if r not in RECIPES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown recipe {unknown[0] if unknown else text!r} (known: {', '.join(RECIPES)})")
+    return names
 
 
 def main(args) -> int:
@@ -70,14 +81,10 @@ def main(args) -> int:
     from maskgate.convert.detector import DOORWAY_SIZE, detector_name
     from maskgate.models import ARTIFACT_DIR
     from maskgate.models.seed_compare import compare
-    from maskgate.models.train import RECIPES, recipe_settings, train
+    from maskgate.models.train import recipe_settings, train
     from maskgate.models.train_config import build_dir, crops_dir
 
-    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
-    unknown = [r for r in recipes if r not in RECIPES]
-    if unknown:
-        raise ConfigError(f"--recipes: unknown recipe {unknown[0]!r} (known: {', '.join(RECIPES)})")
-    seeds = _ints(args.seeds)
+    recipes, seeds = args.recipes, args.seeds
     shared = args.shared or datasets.shared_dir()
     detector = ARTIFACT_DIR / detector_name(*DOORWAY_SIZE)
     out = args.out or build_dir() / "seeds"
@@ -93,7 +100,7 @@ def main(args) -> int:
                 train(shared, detector, run, recipe_settings(recipe, seed=seed), crops_dir=crops_dir())
     runs = [run for _, _, run in planned if (run / "report.json").is_file()]
     if not runs:
-        raise ConfigError(f"no runs to compare in {out}")
+        raise DataError(f"no runs to compare in {out}")
     references = [ARTIFACT_DIR / "mask_classifier_int8.tflite"] if args.reference is None else args.reference
     runs = list(references) + runs
     results, table = compare(shared, detector, runs, crops_dir(), baseline=recipes[0])

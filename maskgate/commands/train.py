@@ -38,12 +38,15 @@ def main(args) -> int:
     from maskgate import datasets
     from maskgate.convert.detector import DOORWAY_SIZE, detector_name
     from maskgate.models import ARTIFACT_DIR
-    from maskgate.models.train import DEFAULT_RECIPE, recipe_settings, train
+    from maskgate.errors import DataError
+    from maskgate.models.train import DEFAULT_RECIPE, RECIPES, recipe_settings, train
     from maskgate.models.train_config import build_dir, crops_dir
 
     shared = args.shared or datasets.shared_dir()
     detector = args.detector or ARTIFACT_DIR / detector_name(*DOORWAY_SIZE)
     out = args.out or build_dir() / "classifier"
+    if args.recipe is not None and args.recipe not in RECIPES:
+        raise DataError(f"--recipe: unknown recipe {args.recipe!r} (known: {', '.join(RECIPES)})")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("epoch_size", args.epoch_size)) if v is not None}
     settings = recipe_settings(args.recipe or DEFAULT_RECIPE, seed=args.seed, **overrides)
     report = train(shared, detector, out, settings, limit=args.limit, crops_dir=crops_dir())
