@@ -115,25 +115,9 @@ def _keras_scorer(run_dir: Path):
 
 def _tflite_scorer(path: Path):
     """The same for a converted model file (the committed classifier, as a reference line in the table)."""
-    from maskgate.edge.runtime import load_model
+    from maskgate.convert.classifier import _probs
 
-    model = load_model(path, threads=2, edgetpu="off")
-    size = int(model.input_shape[1])
-    q = model.output_quant(0)
-
-    def probs(crops: np.ndarray) -> np.ndarray:
-        out = np.empty((len(crops), len(cd.CLASSES)), np.float32)
-        for i, c in enumerate(crops):
-            acc = 0.0
-            for view in (c, c[:, ::-1]):
-                model.input_buffer()[...] = view
-                model.invoke()
-                o = model.output(0).astype(np.float32)
-                acc = acc + ((o - q.zero_point) * q.scale if q.is_quantized else o)
-            out[i] = acc / 2.0
-        return out
-
-    return size, probs, f"committed {path.name}", "-", None
+    return _model_size(path), lambda crops: _probs(path, crops, list(cd.CLASSES)), f"committed {path.name}", "-", None
 
 
 def judge_run(run: Path, frames_by_size: dict[int, RecordedFrames], crop_set: dict) -> dict:
