@@ -9,7 +9,7 @@ a grayscale example is grey too: the camera adds it before the colour is gone, a
 on a colourless face is something the device never sees.
 
 Why batches: training draws ~200,000 examples, and a Python function per example spent most of its
-time in per-example numpy overhead (0.7 ms each).  Here every random draw and every pixel-wise step
+time in per-example numpy overhead.  Here every random draw and every pixel-wise step
 is one numpy operation over the batch; only the OpenCV calls that have no batched form (the warp,
 blur, down-scaling and JPEG, each a single C call) loop, and only over the examples they apply to.
 """
