@@ -27,6 +27,7 @@ WATCH_SECONDS = 3.0
 #: picture costs the gate more: `maskgate bench`, the page open vs closed)
 LIVE_LONG_SIDE = 640
 MIN_FACE_INK = (233, 180, 86)  # Okabe–Ito sky blue #56B4E9 as BGR: apart from mask blue and no-mask vermillion
+JPEG_QUALITY = 80
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,16 @@ class LiveFrame:
     lock: str  # "locked" | "unlocked"
     decision: str | None  # the current visit's decision: "unlock", "deny" or None (undecided / nobody)
     fault: str | None
+
+    @classmethod
+    def capture(cls, seq: int, image: np.ndarray, faces, policy) -> "LiveFrame":
+        """The frame and the door's state now (on the gate thread: the image is copied, nothing drawn)."""
+        visit = policy.visit
+        return cls(
+            seq=seq, image=image.copy(), faces=tuple(faces),
+            lock="unlocked" if policy.lock_open else "locked",
+            decision=visit.decided if visit is not None else None, fault=policy.fault,
+        )
 
 
 class LiveView:
@@ -65,13 +76,8 @@ class LiveView:
             self.armed = False  # nobody asked for a while
             return
         self._next_at = now + self._interval
-        visit = policy.visit
         self._seq += 1
-        frame = LiveFrame(
-            seq=self._seq, image=image.copy(), faces=tuple(faces),
-            lock="unlocked" if policy.lock_open else "locked",
-            decision=visit.decided if visit is not None else None, fault=policy.fault,
-        )
+        frame = LiveFrame.capture(self._seq, image, faces, policy)
         with self._cond:
             self._latest = frame
             self.offered += 1
@@ -115,10 +121,10 @@ class LiveView:
                 if self._closed:
                     return
                 frame = self._latest
-            ok, buf = cv2.imencode(".jpg", render(frame, self.cfg), [cv2.IMWRITE_JPEG_QUALITY, 80])
-            if ok:
+            jpeg = encode_jpeg(frame, self.cfg)
+            if jpeg is not None:
                 with self._cond:
-                    self._jpeg = (frame.seq, buf.tobytes())
+                    self._jpeg = (frame.seq, jpeg)
                     self._cond.notify_all()
 
 
@@ -138,6 +144,12 @@ def render(frame: LiveFrame, cfg: Config) -> np.ndarray:
     picture = draw_crowd(frame.image, frame.faces, report, min_long_side=LIVE_LONG_SIDE, note=door_note(frame))
     _min_face_marker(picture, layout(w, h, LIVE_LONG_SIDE), cfg.detection.min_face)
     return picture
+
+
+def encode_jpeg(frame: LiveFrame, cfg: Config) -> bytes | None:
+    """The annotated frame (:func:`render`) as JPEG bytes; None if OpenCV cannot encode it."""
+    ok, buf = cv2.imencode(".jpg", render(frame, cfg), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return buf.tobytes() if ok else None
 
 
 def _min_face_marker(canvas: np.ndarray, lay, min_face: int) -> None:
