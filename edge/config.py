@@ -164,6 +164,14 @@ class MqttConfig:
         min=1, max=600,
     )
     telemetry_seconds: float = opt(30.0, "Interval of telemetry messages.", min=1, max=3600)
+    camera: bool = opt(
+        False, "Publish the latest annotated frame (drawn as on the installer's page) as JPEG on <base>/camera, a Home "
+        "Assistant camera entity announced by discovery; door gate only (off by default: privacy).",
+    )
+    camera_interval: float = opt(
+        10.0, "Seconds between two mqtt.camera pictures, at least; the gate copies and encodes nothing in between.",
+        min=1, max=3600,
+    )
     reconnect_max_seconds: float = opt(
         60.0, "Longest wait between reconnection attempts while the broker is unreachable.", min=1, max=3600
     )

@@ -37,6 +37,10 @@ class Gate(FrameLoop):
         self._commands_lock = threading.Lock()
         self._people = 0
         self.live = None  # the installer's page (maskgate.edge.web.live.LiveView) once attached
+        if cfg.mqtt.enabled and cfg.mqtt.camera:  # Home Assistant's camera entity (off by default: privacy)
+            from maskgate.edge.alerts.camera import CameraFeed
+
+            self.camera_feed = CameraFeed(cfg)
         self.reload_config: Config | None = None  # set by a "reload" command: run again with it
         super().__init__(cfg, **kwargs)
 
@@ -91,6 +95,9 @@ class Gate(FrameLoop):
         live = self.live
         if live is not None and live.armed:  # someone watches the page: nothing more per frame otherwise
             live.offer(frame.image, result.faces, self.policy)
+        feed = self.camera_feed
+        if feed is not None and feed.armed:  # mqtt.camera: a picture is due, once per mqtt.camera_interval
+            feed.offer(frame.image, result.faces, self.policy)
 
     def _take_inputs(self, ts: float) -> None:
         """Exit button, door contact and remote commands, stamped on the frame clock."""

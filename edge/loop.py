@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 class FrameLoop:
     #: what the loop is, for the systemd status line and the ``started`` event
     mode = "loop"
+    #: the Home Assistant camera's frame slot (:class:`~maskgate.edge.alerts.camera.CameraFeed`), if the loop fills one
+    camera_feed = None
 
     def __init__(self, cfg: Config, *, source: FrameSource, analyzer: FrameAnalyzer | None = None,
                  events_file: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
@@ -77,7 +79,8 @@ class FrameLoop:
             if enable_alerts and (cfg.mqtt.enabled or cfg.email.enabled or cfg.webhook.enabled):
                 from maskgate.edge.alerts import Notifier
 
-                self.notifier = Notifier(cfg, self.store, status=self.status, on_command=self.command)
+                self.notifier = Notifier(cfg, self.store, status=self.status, on_command=self.command,
+                                         camera=self.camera_feed)
                 self.events.add_listener(self.notifier.wake)
         except BaseException:
             self._release()

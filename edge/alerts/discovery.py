@@ -79,6 +79,11 @@ class Topics:
         return f"{self.base}/telemetry"
 
     @property
+    def camera(self) -> str:
+        """JPEG pictures of the door (``mqtt.camera``)."""
+        return f"{self.base}/camera"
+
+    @property
     def lock_set(self) -> str:
         return f"{self.base}/lock/set"
 
@@ -91,13 +96,13 @@ class Topics:
         return f"{self.discovery_prefix}/{component}/{self.node}/{object_id}/config"
 
 
-def discovery_messages(cfg: Config, topics: Topics, *, door_contact: bool | None = None,
-                       cpu_temperature: bool = False, mode: str = "gate") -> list[tuple[str, str]]:
+def discovery_messages(cfg: Config, topics: Topics, *, door_contact: bool | None = None, cpu_temperature: bool = False,
+                       mode: str = "gate", camera: bool = False) -> list[tuple[str, str]]:
     """(topic, retained JSON payload) for every entity of the gate.
 
     An entity the gate does not have (no door contact wired; no lock in monitor mode, no crowd
-    sensors at a door) gets an empty payload, which removes it from Home Assistant if an earlier
-    configuration had announced it.
+    sensors at a door; no camera unless ``mqtt.camera`` feeds one) gets an empty payload, which
+    removes it from Home Assistant if an earlier configuration had announced it.
     """
     monitor = mode == "monitor"
     if door_contact is None:
@@ -169,6 +174,8 @@ def discovery_messages(cfg: Config, topics: Topics, *, door_contact: bool | None
         ("event", "decision", entity(
             "decision", name="Decision", event_types=list(DECISION_KINDS), state_topic=topics.decision,
         )),
+        # raw JPEG bytes on the topic (no image_encoding): Home Assistant shows each message as it comes
+        ("camera", "camera", entity("camera", name="Camera", topic=topics.camera, icon="mdi:cctv") if camera else None),
     ]
     return [
         (topics.config_topic(component, object_id), "" if payload is None else json.dumps(payload, sort_keys=True))

@@ -10,6 +10,8 @@ topic                  QoS     retained  payload
 ``<base>/decision``    1       no        decision events with ``event_type`` (Home Assistant event)
 ``<base>/state``       1       yes       ``{"lock": "locked"|"unlocked", "fault": null|"why", ...}``
 ``<base>/telemetry``   0       no        fps, inference ms, frames, CPU temperature, throttling
+``<base>/camera``      0       no        JPEG of the annotated frame every ``mqtt.camera_interval``
+                                         s — only with ``mqtt.camera`` (:mod:`.camera`)
 ``<base>/lock/set``    (in)    ignored   a signed unlock command (:mod:`.commands`) — only with
                                          ``mqtt.remote_unlock`` enabled
 =====================  ======  ========  =========================================================
@@ -27,7 +29,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from maskgate.edge.alerts.commands import CommandVerifier
@@ -41,6 +43,9 @@ from maskgate.edge.config import Config
 from maskgate.edge.events import Event, EventStore
 from maskgate.edge.status import GateStatus
 from maskgate.errors import ConfigError, DependencyMissing
+
+if TYPE_CHECKING:  # the camera (drawing, the page's module) is imported only by a gate that has one
+    from maskgate.edge.alerts.camera import CameraFeed
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +151,7 @@ class MqttChannel(Channel):
     def __init__(self, cfg: Config, store: EventStore, *, password: str | None, command_key: str | None = None,
                  status: Callable[[], GateStatus] | None = None,
                  on_command: Callable[[str, dict], None] | None = None,
-                 telemetry: Telemetry | None = None):
+                 telemetry: Telemetry | None = None, camera: CameraFeed | None = None):
         super().__init__(store, retry_max_seconds=cfg.mqtt.reconnect_max_seconds)
         self.cfg = cfg
         self.topics = Topics.from_config(cfg)
@@ -162,6 +167,13 @@ class MqttChannel(Channel):
         if self.remote_unlock and not self.broker.tls:
             log.warning("mqtt.remote_unlock over plain mqtt://: credentials and commands cross the network "
                         "unencrypted; prefer mqtts://")
+        self.camera = camera if cfg.mqtt.camera else None
+        if self.camera is not None:
+            self.camera.on_frame = self.wake
+            if not self.broker.tls:
+                log.warning("mqtt.camera over plain mqtt://: pictures of the door cross the network unencrypted")
+        elif cfg.mqtt.camera:
+            log.warning("mqtt.camera is on but only the door gate publishes pictures: no camera entity")
 
         self._connected = threading.Event()
         self._state_lock = threading.Lock()
@@ -268,7 +280,7 @@ class MqttChannel(Channel):
         status = self._current_status()
         mode = status.mode if status is not None else "gate"
         for topic, payload in discovery_messages(self.cfg, self.topics, cpu_temperature=self.telemetry.has_temperature,
-                                                 mode=mode):
+                                                 mode=mode, camera=self.camera is not None):
             self.client.publish(topic, payload, qos=1, retain=True)
 
     def _current_status(self) -> GateStatus | None:
@@ -310,6 +322,12 @@ class MqttChannel(Channel):
         payload = self.telemetry.payload(self._current_status())
         self.client.publish(self.topics.telemetry, json.dumps(payload), qos=0, retain=False)
 
+    def publish_camera(self) -> None:
+        """The door's picture when one is kept (:class:`CameraFeed` keeps them at most once per interval)."""
+        jpeg = self.camera.poll()
+        if jpeg is not None:
+            self.client.publish(self.topics.camera, jpeg, qos=0, retain=False)
+
     # -- the channel -------------------------------------------------------------------------- #
 
     def open(self) -> None:
@@ -324,10 +342,16 @@ class MqttChannel(Channel):
             pass
 
     def idle_timeout(self) -> float | None:
-        return max(0.05, self._next_telemetry - time.monotonic())
+        wait = self._next_telemetry - time.monotonic()
+        picture = self.camera.wait() if self.camera is not None else None
+        return max(0.05, wait if picture is None else min(wait, picture))
 
     def tick(self) -> None:
-        if not self._connected.is_set() or time.monotonic() < self._next_telemetry:
+        if not self._connected.is_set():
+            return
+        if self.camera is not None:
+            self.publish_camera()
+        if time.monotonic() < self._next_telemetry:
             return
         self._next_telemetry = time.monotonic() + self.cfg.mqtt.telemetry_seconds
         self.publish_telemetry()

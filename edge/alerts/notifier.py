@@ -34,17 +34,19 @@ class Notifier:
     ``status`` (thread-safe, returns a :class:`GateStatus`) feeds telemetry and the retained lock
     state.  ``on_command(name, payload)`` receives ``("unlock", {"source": "mqtt"})`` when remote
     unlock is enabled; it is called on the MQTT network thread and must only hand the command over
-    to the gate (the gate records the ``remote_unlock`` event and drives the lock).
+    to the gate (the gate records the ``remote_unlock`` event and drives the lock).  ``camera``
+    (a :class:`~maskgate.edge.alerts.camera.CameraFeed` the gate fills) feeds the Home Assistant
+    camera entity when ``mqtt.camera`` is on.
     """
 
     def __init__(self, cfg: Config, store: EventStore, *, status: Callable[[], GateStatus] | None = None,
-                 on_command: Callable[[str, dict], None] | None = None):
+                 on_command: Callable[[str, dict], None] | None = None, camera=None):
         self.cfg = cfg
         self.store = store
         self.channels: list[Channel] = []
         self._started = False
         if cfg.mqtt.enabled:
-            self.channels.append(self._mqtt_channel(cfg, store, status, on_command))
+            self.channels.append(self._mqtt_channel(cfg, store, status, on_command, camera))
         if cfg.email.enabled:
             self.channels.append(self._mail_channel(cfg, store))
         if cfg.webhook.enabled:
@@ -53,7 +55,7 @@ class Notifier:
             store.start_channel(channel.name)  # a new channel starts at the end of the history
 
     @staticmethod
-    def _mqtt_channel(cfg, store, status, on_command) -> Channel:
+    def _mqtt_channel(cfg, store, status, on_command, camera) -> Channel:
         from maskgate.edge.alerts.mqtt import MqttChannel, parse_broker_url
 
         broker = parse_broker_url(cfg.mqtt.url)
@@ -82,7 +84,8 @@ class Notifier:
             raise ConfigError("mqtt.url", f"{m.url} is plain mqtt:// but mqtt.username is set: the credentials would "
                                           "cross the network unencrypted; use mqtts:// or set "
                                           "mqtt.plaintext_credentials = true")
-        return MqttChannel(cfg, store, password=password, command_key=key, status=status, on_command=on_command)
+        return MqttChannel(cfg, store, password=password, command_key=key, status=status, on_command=on_command,
+                           camera=camera)
 
     @staticmethod
     def _mail_channel(cfg, store) -> Channel:
