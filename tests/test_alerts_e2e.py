@@ -11,7 +11,7 @@ from maskgate.edge.config import Config
 from maskgate.edge.events import EventLog, EventStore
 from maskgate.edge.status import GateStatus
 
-from alerts_helpers import Mosquitto, SmtpServer, Subscriber, WebhookServer, wait_until, write_secret
+from alerts_helpers import Mosquitto, SmtpServer, Subscriber, WebhookServer, drop_proxies, wait_until, write_secret
 
 pytest.importorskip("paho.mqtt.client")
 pytest.importorskip("aiosmtpd")
@@ -21,8 +21,7 @@ BASE = "maskgate/door1"
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    drop_proxies(monkeypatch)
 
 
 def test_visits_reach_mqtt_mail_and_webhook_through_an_outage(tmp_path, cleanup):

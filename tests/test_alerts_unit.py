@@ -205,6 +205,39 @@ def test_channel_retries_in_order_skips_rejected_and_keeps_a_cursor(store, caplo
     assert ch2.got == [later.uid]
 
 
+def test_events_the_store_could_not_write_go_out_from_memory_once(store):
+    """What the notifier does on a full disk (Notifier.wake: offer) and what the event log does once space
+    returns (the backlog appended with the same uids): every event out once, in order."""
+    log = EventLog(store, device="d", door="front")
+    ch = FlakyChannel(store, failures=0)
+    first = log.record("denied", 0.0)
+    unstored = [Event("denied", 1.0, device="d"), Event("fault", 1.0, detail="storage: full", device="d"),
+                Event("unlocked", 2.0, device="d")]
+    for ev in unstored[:2]:
+        ch.offer(ev)
+    assert ch.deliver_pending() is False
+    assert ch.got == [first.uid, unstored[0].uid, unstored[1].uid]
+    ch.offer(unstored[2])  # not delivered yet when the backlog is written: it goes out from the database
+    written = [store.append(ev) for ev in unstored]
+    later = log.record("recovered", 3.0)
+    ch.deliver_pending()
+    assert ch.got == [first.uid, *(e.uid for e in unstored), later.uid]
+    assert store.cursor("flaky") == later.seq and ch.unstored.waiting() == []
+    assert not any(ch.unstored.reached_database(e) for e in written)  # the uids are forgotten once acknowledged
+
+
+def test_the_unstored_queue_is_bounded():
+    from maskgate.edge.alerts.unstored import UnstoredEvents
+
+    q = UnstoredEvents("t", waiting_limit=3, sent_limit=2)
+    events = [Event("denied", float(i)) for i in range(5)]
+    for ev in events:
+        q.put(ev)
+    assert q.waiting() == events[2:] and q.dropped == 2  # the dropped ones still reach the database later
+    q.sent(events[2:])
+    assert q.waiting() == [] and [q.reached_database(e) for e in events] == [False, False, False, True, True]
+
+
 def test_event_bytes_are_strict_json():
     ev = Event("denied", 1.0, p_mask=float("nan"), seq=3, device="d")
     data = json.loads(event_bytes(ev))
