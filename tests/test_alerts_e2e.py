@@ -79,7 +79,8 @@ def test_visits_reach_mqtt_mail_and_webhook_through_an_outage(tmp_path, cleanup)
     wait_until(lambda: len(smtp.messages) == len(denied) + 1, what="the mail of the fault")
     mails = [m["X-Maskgate-Event-Uids"] for m in smtp.messages]
     assert mails == [e.uid for e in denied] + [recorded[-1].uid]  # one per denied visit, one for the fault
-    wait_until(lambda: sub.last("homeassistant/lock/maskgate_door1/lock/config"), what="the lock's discovery config")
+    wait_until(lambda: sub.last("homeassistant/binary_sensor/maskgate_door1/lock_state/config"),
+               what="the lock's discovery config")
     wait_until(lambda: sub.json_on(f"{BASE}/state") and sub.json_on(f"{BASE}/state")[-1]["fault"] == "camera stalled"
                or None, what="the fault in the retained state")
 
