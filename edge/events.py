@@ -19,13 +19,17 @@ survive a crash of the process, and a power cut may lose the last of them (the n
 fsync also makes them durable).  A database found corrupt at start is moved aside, kept for
 forensics, and a new one started (:attr:`EventStore.moved_aside`).  Retention keeps the newest
 ``max_events`` events, so the card never fills up.  A disk that is full does not stop the gate: the
-:class:`EventLog` keeps what could not be written in memory and writes it when space returns.
+:class:`EventLog` keeps what could not be written in memory and writes it when space returns; the
+listeners get those events at once, without a ``seq`` (the notifier delivers them from memory, and not
+again once they are written: :mod:`maskgate.edge.alerts.unstored`).  A database that a full disk keeps
+from being opened at start is opened by the first write that finds space (:attr:`EventStore.unopened`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -64,6 +68,9 @@ EVENT_KINDS = (
 #: Kinds committed with an fsync before they are reported (they must survive a power cut).
 DURABLE_KINDS = frozenset(EVENT_KINDS) - {"started", "stopped", "locked", "recovered", "crowd"}
 
+#: How a storage fault's ``detail`` starts (:class:`EventLog`): the database cannot be written, the gate runs on.
+STORAGE_FAULT_PREFIX = "storage:"
+
 #: How many appends pass between two applications of the retention limit.
 PRUNE_EVERY = 256
 
@@ -91,6 +98,11 @@ class Event:
         d = asdict(self)
         d["v"] = EVENT_SCHEMA_VERSION
         return {k: v for k, v in d.items() if v is not None}
+
+
+def is_storage_fault(event: Event) -> bool:
+    """A ``fault`` that says the event database cannot be written; unlike other faults it locks nothing."""
+    return event.event == "fault" and (event.detail or "").startswith(STORAGE_FAULT_PREFIX)
 
 
 _COLUMNS = ("uid", "event", "ts", "frame", "decision", "p_mask", "faces", "infer_ms", "detail", "device", "door", "wall_time",
@@ -142,21 +154,35 @@ class EventStore:
         except OSError as exc:
             raise EventStoreError(f"cannot create the event database folder {self.path.parent}: {exc.strerror}") from None
         self._local = threading.local()
+        self.unopened: str | None = None  # why the database could not be opened at start (a full disk)
         try:
-            self._open_schema()
+            self._open()
+        except EventStoreError as exc:
+            if not disk_full(self.path.parent):
+                raise
+            # Refusing to start would keep the door locked and restart the service forever: run, and open
+            # the database on the first write that finds space (the event log keeps the events meanwhile).
+            self.close()
+            self.unopened = str(exc)
+            log.error("%s: the disk is full; events are kept in memory until it can be opened", exc)
+            return
+        self.prune()
+
+    def _open(self) -> None:
+        try:
+            self._open_schema(self._conn())
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and not _is_corruption(exc):
                 raise EventStoreError(f"cannot open the event database {self.path}: {exc}") from None
             self.close()
             self.moved_aside = self._move_aside(exc)
             try:
-                self._open_schema()
+                self._open_schema(self._conn())
             except sqlite3.Error as exc2:
                 raise EventStoreError(f"cannot create a new event database {self.path}: {exc2}") from None
-        self.prune()
 
-    def _open_schema(self) -> None:
-        conn = self._conn()
+    @staticmethod
+    def _open_schema(conn: sqlite3.Connection) -> None:
         check = conn.execute("PRAGMA quick_check").fetchone()
         if check is None or check[0] != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
@@ -192,8 +218,14 @@ class EventStore:
                 conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                if self.unopened is not None:  # not opened at start (a full disk): check and create it now
+                    self._open_schema(conn)
+                    log.warning("event database %s opened (it could not be at start: the disk was full)", self.path)
+                    self.unopened = None
             except sqlite3.DatabaseError as exc:
-                if _is_corruption(exc):
+                if conn is not None:
+                    conn.close()
+                if _is_corruption(exc) and self.unopened is None:
                     raise
                 raise EventStoreError(f"cannot open the event database {self.path}: {exc}") from None
             self._local.conn = conn
@@ -229,7 +261,7 @@ class EventStore:
         try:
             cur = self._conn().execute(
                 "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (self.max_events,))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, EventStoreError) as exc:
             log.warning("event retention: could not delete old events from %s: %s", self.path, exc)
             return 0
         return cur.rowcount
@@ -275,29 +307,49 @@ class EventStore:
         A channel enabled on a device that already holds months of events starts with what happens
         from now on, instead of replaying the history to the broker or the mailbox.
         """
-        self._conn().execute(
-            "INSERT OR IGNORE INTO cursors (channel, last_id) VALUES (?, (SELECT coalesce(max(id), 0) FROM events))",
-            (channel,),
-        )
-        return self.cursor(channel)
+        try:
+            self._conn().execute(
+                "INSERT OR IGNORE INTO cursors (channel, last_id) VALUES (?, (SELECT coalesce(max(id), 0) FROM events))",
+                (channel,),
+            )
+            return self.cursor(channel)
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"cannot start the cursor of {channel} in {self.path}: {exc}") from None
 
     def pending(self, channel: str, limit: int = 100) -> list[Event]:
         """The events ``channel`` has not delivered yet, oldest first."""
         return self.after(self.cursor(channel), limit)
 
     def ack(self, channel: str, event_id: int) -> None:
-        """Record that ``channel`` delivered every event up to ``event_id``."""
-        self._conn().execute(
-            "INSERT INTO cursors (channel, last_id) VALUES (?, ?) "
-            "ON CONFLICT(channel) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
-            (channel, event_id),
-        )
+        """Record that ``channel`` delivered every event up to ``event_id``; EventStoreError if it cannot be written."""
+        try:
+            self._conn().execute(
+                "INSERT INTO cursors (channel, last_id) VALUES (?, ?) "
+                "ON CONFLICT(channel) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+                (channel, event_id),
+            )
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"cannot save the cursor of {channel} in {self.path}: {exc}") from None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+#: Less free space than this in the database's folder: a database that cannot be opened is taken to be
+#: short of space (the gate runs and opens it later), not misconfigured (the gate refuses to start).
+FULL_DISK_BYTES = 256 * 1024
+
+
+def disk_full(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` has (almost) no space left for this user."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_DISK_BYTES
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -344,9 +396,10 @@ class EventLog:
 
     A listener that raises is logged and skipped; it can never stop an event from being stored or
     the lock from being driven.  A store that cannot be written (a full disk) does not stop the gate
-    either: the event still goes to the listeners, one ``fault`` (storage) says so, and the events
-    that could not be written wait in memory (:data:`UNSTORED_LIMIT` at most) until a later write
-    succeeds, when they are stored in order and a ``recovered`` event follows.
+    either: the event still goes to the listeners (without a ``seq``: not stored), one ``fault``
+    (storage) says so, and the events that could not be written wait in memory (:data:`UNSTORED_LIMIT`
+    at most) until a later write succeeds, when they are stored in order, with the same uids, and a
+    ``recovered`` event follows.
     """
 
     #: events kept in memory while the store cannot be written (the oldest are dropped beyond it)
@@ -389,7 +442,7 @@ class EventLog:
                 return [ev]
             self.storage_fault = None
             log.warning("event storage works again: the events kept in memory are written")
-            recovered = Event(event="recovered", ts=ev.ts, frame=-1, detail="storage: writing again",
+            recovered = Event(event="recovered", ts=ev.ts, frame=-1, detail=f"{STORAGE_FAULT_PREFIX} writing again",
                               device=self.device, door=self.door)
             notices.append(self._append_or_keep(recovered))
         try:
@@ -398,7 +451,7 @@ class EventLog:
             self.unstored.append(ev)
             if self.storage_fault is not None:
                 return [*notices, ev]
-            self.storage_fault = f"storage: {exc}"
+            self.storage_fault = f"{STORAGE_FAULT_PREFIX} {exc}"
             log.error("event storage fault: %s; events kept in memory until it can be written again", exc)
             fault = Event(event="fault", ts=ev.ts, frame=ev.frame, detail=self.storage_fault,
                           device=self.device, door=self.door)

@@ -61,7 +61,8 @@ class FrameLoop:
             self._open_outputs()
             db = Path(cfg.events.database) if cfg.events.database else state_dir() / "events.db"
             self.store = EventStore(db, max_events=cfg.events.max_events)
-            self._previous_end = self.store.last()  # how the last run ended (None: a new database)
+            # how the last run ended (None: a new database, or one a full disk keeps from being opened)
+            self._previous_end = self.store.last() if self.store.unopened is None else None
             self.events = EventLog(self.store, device=cfg.device.name, door=cfg.device.door_id)
             if events_file:
                 self.jsonl = JsonLinesWriter(events_file)

@@ -34,6 +34,12 @@ def need_tool(name: str) -> str:
     return path
 
 
+def drop_proxies(monkeypatch) -> None:
+    """Posts go to loopback: a proxy from the environment must not take them elsewhere."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -302,6 +308,10 @@ class WebhookServer:
             self.httpd.shutdown()
             self.httpd.server_close()
             self.httpd = None
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
 
     def accepted(self) -> list[tuple[dict, bytes]]:
         """(headers, body) of the requests answered 200, in arrival order."""

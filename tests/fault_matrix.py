@@ -41,6 +41,16 @@ FOOTER = """
 Retention: `events.max_events` (100000 by default; about 190 bytes an event in the soak, so under 20 MB)
 keeps the newest events; the oldest are deleted as new ones come.
 
+A full disk: an event that cannot be written is not reported as written (it has no `seq`). It reaches the
+JSON lines and the listeners at once, and MQTT, e-mail and the webhook from memory (`edge/alerts/unstored.py`;
+beyond 1000 waiting events a channel takes the oldest from the database later). The event log keeps it in
+memory (10000 events at most; beyond, the oldest are lost) until a write finds space: then the kept events
+are written in order, with their uids, followed by `recovered`, and each channel acknowledges them without
+delivering them again (a channel's cursor that cannot be saved meanwhile is kept in memory). A gate stopped,
+killed or cut from power before space returns loses the kept events from the database, though they went out
+over the other channels. A database that a full disk keeps from being opened at start is opened at the first
+write that finds space (`test_a_database_a_full_disk_keeps_closed_at_start_is_opened_when_space_returns`).
+
 ## The service's hardening
 
 `systemd-analyze security --offline=yes deploy/files/maskgate.service`: 2.0 before issue 16, 1.5 now

@@ -11,7 +11,7 @@ from maskgate.edge.config import Config
 from maskgate.edge.events import EventLog, EventStore
 from maskgate.edge.status import GateStatus
 
-from alerts_helpers import Mosquitto, SmtpServer, Subscriber, WebhookServer, wait_until, write_secret
+from alerts_helpers import Mosquitto, SmtpServer, Subscriber, WebhookServer, drop_proxies, wait_until, write_secret
 
 pytest.importorskip("paho.mqtt.client")
 pytest.importorskip("aiosmtpd")
@@ -21,8 +21,7 @@ BASE = "maskgate/door1"
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    drop_proxies(monkeypatch)
 
 
 def test_visits_reach_mqtt_mail_and_webhook_through_an_outage(tmp_path, cleanup):
@@ -80,7 +79,8 @@ def test_visits_reach_mqtt_mail_and_webhook_through_an_outage(tmp_path, cleanup)
     wait_until(lambda: len(smtp.messages) == len(denied) + 1, what="the mail of the fault")
     mails = [m["X-Maskgate-Event-Uids"] for m in smtp.messages]
     assert mails == [e.uid for e in denied] + [recorded[-1].uid]  # one per denied visit, one for the fault
-    wait_until(lambda: sub.last("homeassistant/lock/maskgate_door1/lock/config"), what="the lock's discovery config")
+    wait_until(lambda: sub.last("homeassistant/binary_sensor/maskgate_door1/lock_state/config"),
+               what="the lock's discovery config")
     wait_until(lambda: sub.json_on(f"{BASE}/state") and sub.json_on(f"{BASE}/state")[-1]["fault"] == "camera stalled"
                or None, what="the fault in the retained state")
 

@@ -97,12 +97,13 @@ def test_topics_payloads_discovery_and_state(broker, store, cleanup):
 
     node = "maskgate_door1"
     # Each entity's config is its own message: wait for every one of them, not only the first to arrive.
-    announced = (f"homeassistant/lock/{node}/lock/config", f"homeassistant/binary_sensor/{node}/problem/config",
-                 f"homeassistant/sensor/{node}/fps/config", f"homeassistant/sensor/{node}/inference/config",
+    announced = (f"homeassistant/binary_sensor/{node}/lock_state/config",
+                 f"homeassistant/binary_sensor/{node}/problem/config", f"homeassistant/sensor/{node}/fps/config", f"homeassistant/sensor/{node}/inference/config",
                  f"homeassistant/event/{node}/decision/config")
     lock_cfg = json.loads(wait_until(lambda: sub.last(announced[0]), what="lock config"))
-    assert lock_cfg["unique_id"] == f"{node}_lock" and lock_cfg["device"]["identifiers"] == [node]
-    assert lock_cfg["state_topic"] == f"{BASE}/state" and lock_cfg["command_topic"] == f"{BASE}/lock/set"
+    assert lock_cfg["unique_id"] == f"{node}_lock_state" and lock_cfg["device"]["identifiers"] == [node]
+    assert lock_cfg["state_topic"] == f"{BASE}/state" and "command_topic" not in lock_cfg
+    assert sub.on(f"homeassistant/lock/{node}/lock/config")[-1:] == [b""]  # an older lock entity is removed
     assert lock_cfg["availability"][0]["topic"] == f"{BASE}/status"
     for topic in announced[1:]:
         assert json.loads(wait_until(lambda: sub.last(topic), what=topic))["device"]["identifiers"] == [node], topic

@@ -205,6 +205,59 @@ def test_channel_retries_in_order_skips_rejected_and_keeps_a_cursor(store, caplo
     assert ch2.got == [later.uid]
 
 
+def test_events_the_store_could_not_write_go_out_from_memory_once(store):
+    """What the notifier does on a full disk (Notifier.wake: offer) and what the event log does once space
+    returns (the backlog appended with the same uids): every event out once, in order."""
+    log = EventLog(store, device="d", door="front")
+    ch = FlakyChannel(store, failures=0)
+    first = log.record("denied", 0.0)
+    unstored = [Event("denied", 1.0, device="d"), Event("fault", 1.0, detail="storage: full", device="d"),
+                Event("unlocked", 2.0, device="d")]
+    for ev in unstored[:2]:
+        ch.offer(ev)
+    assert ch.deliver_pending() is False
+    assert ch.got == [first.uid, unstored[0].uid, unstored[1].uid]
+    ch.offer(unstored[2])  # not delivered yet when the backlog is written: it goes out from the database
+    written = [store.append(ev) for ev in unstored]
+    later = log.record("recovered", 3.0)
+    ch.deliver_pending()
+    assert ch.got == [first.uid, *(e.uid for e in unstored), later.uid]
+    assert store.cursor("flaky") == later.seq and ch.unstored.waiting() == []
+    assert not any(ch.unstored.reached_database(e) for e in written)  # the uids are forgotten once acknowledged
+
+
+def test_the_unstored_queue_is_bounded():
+    from maskgate.edge.alerts.unstored import UnstoredEvents
+
+    q = UnstoredEvents("t", waiting_limit=3, sent_limit=2)
+    events = [Event("denied", float(i)) for i in range(5)]
+    for ev in events:
+        q.put(ev)
+    assert q.waiting() == events[2:] and q.dropped == 2  # the dropped ones still reach the database later
+    q.sent(events[2:])
+    assert q.waiting() == [] and [q.reached_database(e) for e in events] == [False, False, False, True, True]
+
+
+def test_the_command_signer_runs_alone_as_home_assistant_runs_it(tmp_path):
+    """A copy of commands.py, without maskgate or site-packages, prints a command the gate accepts."""
+    from maskgate.edge.alerts import commands
+
+    copy = tmp_path / "maskgate_commands.py"
+    copy.write_text(Path(commands.__file__).read_text())
+    key = write_secret(tmp_path / "command.key", "the-command-key")
+    topic = "maskgate/front-door/lock/set"
+    verifier = commands.CommandVerifier(b"the-command-key", max_age=30)
+    run = [sys.executable, "-I", "-S", str(copy)]
+    out = subprocess.run([*run, str(key), topic], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert verifier.verify(topic, out.strip().encode()) == ("unlock", "")
+    assert verifier.verify(topic, out.strip().encode())[0] is None  # once
+    again = subprocess.run([*run, str(key), "maskgate/back-door/lock/set"], capture_output=True, text=True,
+                           timeout=60, check=True).stdout
+    assert verifier.verify(topic, again.strip().encode()) == (None, "bad signature")  # signed for another door
+    bad = subprocess.run([*run, str(tmp_path / "missing.key"), topic], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "missing.key" in bad.stderr and not bad.stdout
+
+
 def test_event_bytes_are_strict_json():
     ev = Event("denied", 1.0, p_mask=float("nan"), seq=3, device="d")
     data = json.loads(event_bytes(ev))
@@ -224,11 +277,10 @@ def test_discovery_payloads():
     cfg = Config().replace(device={"name": "front-door"}, mqtt={"topic_prefix": "site"})
     topics, msgs = _discovery(cfg)
     node = "maskgate_front-door"
-    lock = msgs[f"homeassistant/lock/{node}/lock/config"]
-    assert lock["unique_id"] == f"{node}_lock"
+    lock = msgs[f"homeassistant/binary_sensor/{node}/lock_state/config"]
+    assert lock["unique_id"] == f"{node}_lock_state" and lock["device_class"] == "lock"
     assert lock["device"]["identifiers"] == [node] and lock["device"]["name"] == "front-door"
-    assert lock["state_topic"] == "site/front-door/state" and lock["command_topic"] == "site/front-door/lock/set"
-    assert (lock["state_locked"], lock["state_unlocked"], lock["payload_unlock"]) == ("locked", "unlocked", "UNLOCK")
+    assert lock["state_topic"] == "site/front-door/state" and "value_json.lock == 'unlocked'" in lock["value_template"]
     assert lock["availability"] == [{"topic": "site/front-door/status", "payload_available": "online",
                                      "payload_not_available": "offline"}]
     problem = msgs[f"homeassistant/binary_sensor/{node}/problem/config"]
@@ -241,6 +293,9 @@ def test_discovery_payloads():
     assert event["state_topic"] == "site/front-door/decision" and set(event["event_types"]) == set(DECISION_KINDS)
     # no door contact wired: the door entity is removed (empty retained config)
     assert msgs[f"homeassistant/binary_sensor/{node}/door/config"] is None
+    # nothing offers a command that is always refused: no lock entity (an earlier one is removed), no command topic
+    assert msgs[f"homeassistant/lock/{node}/lock/config"] is None
+    assert not any("command_topic" in m or "payload_unlock" in m for m in msgs.values() if m)
     unique = [m["unique_id"] for m in msgs.values() if m]
     assert len(unique) == len(set(unique))
     assert all(m["device"]["identifiers"] == [node] for m in msgs.values() if m)
@@ -346,8 +401,9 @@ def test_monitor_mode_announces_crowd_sensors_and_no_lock():
     topics = Topics.from_config(cfg)
     gate = dict(discovery_messages(cfg, topics))
     hall = dict(discovery_messages(cfg, topics, mode="monitor"))
-    lock_topic = topics.config_topic("lock", "lock")
+    lock_topic = topics.config_topic("binary_sensor", "lock_state")
     people_topic = topics.config_topic("sensor", "people")
     assert gate[lock_topic] and not gate[people_topic]
     assert hall[lock_topic] == "" and "value_json.people" in hall[people_topic]
+    assert gate[topics.config_topic("lock", "lock")] == hall[topics.config_topic("lock", "lock")] == ""
     assert "masked_share" in hall[topics.config_topic("sensor", "masked_share")]

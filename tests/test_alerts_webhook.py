@@ -10,14 +10,12 @@ import pytest
 
 from maskgate.edge.config import Config
 
-from alerts_helpers import WebhookServer, free_port, start_notifier, wait_until, write_secret
+from alerts_helpers import WebhookServer, drop_proxies, free_port, start_notifier, wait_until, write_secret
 
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
-    """The posts go to loopback: a proxy from the environment must not take them elsewhere."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    drop_proxies(monkeypatch)
 
 
 def start(port, store, cleanup, **webhook):

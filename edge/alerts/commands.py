@@ -10,6 +10,10 @@ the signature matches, ``ts`` is within ``mqtt.command_max_age_seconds`` of its 
 command was signed after this gate started, and the nonce has not been seen: a replayed, stale,
 retained, unsigned or malformed message does nothing.  A gate whose wall clock is still wrong after
 boot (1970, or where the last shutdown left it) finds every command stale and refuses it: fail secure.
+
+This file needs nothing but Python's standard library, so a sender can run a copy of it:
+``python3 commands.py KEY_FILE TOPIC`` prints a fresh signed unlock (Home Assistant's ``shell_command``,
+edge/alerts/README.md).
 """
 
 from __future__ import annotations
@@ -85,3 +89,28 @@ class CommandVerifier:
         while self._seen and (len(self._seen) >= MAX_NONCES or next(iter(self._seen.values())) < now - 2 * self.max_age):
             self._seen.popitem(last=False)
         self._seen[nonce] = now
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 commands.py KEY_FILE TOPIC``: print a fresh signed unlock command for ``TOPIC``."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python3 commands.py KEY_FILE TOPIC  (prints a signed unlock command for TOPIC)", file=sys.stderr)
+        return 2
+    try:
+        with open(args[0], encoding="utf-8") as f:
+            key = f.read().strip()  # as the gate reads mqtt.command_key_file
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"commands.py: cannot read the key file {args[0]}: {exc}", file=sys.stderr)
+        return 1
+    if not key:
+        print(f"commands.py: the key file {args[0]} is empty", file=sys.stderr)
+        return 1
+    print(sign_command(key.encode("utf-8"), "unlock", args[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,7 +24,6 @@ DECISION_KINDS = tuple(k for k in ("unlocked", "denied", "allowed", "remote_unlo
 
 PAYLOAD_ONLINE = "online"
 PAYLOAD_OFFLINE = "offline"
-PAYLOAD_UNLOCK = "UNLOCK"
 PAYLOAD_LOCK = "LOCK"
 
 _TOPIC_LEVEL = re.compile(r"^[^/+#\x00]+$")
@@ -125,14 +124,14 @@ def discovery_messages(cfg: Config, topics: Topics, *, door_contact: bool | None
         return {"unique_id": f"{topics.node}_{object_id}", **common, **fields}
 
     entities: list[tuple[str, str, dict | None]] = [
-        ("lock", "lock", entity(
-            "lock", name="Lock",
-            state_topic=topics.state, value_template="{{ value_json.lock }}",
-            state_locked="locked", state_unlocked="unlocked",
-            # Home Assistant requires a command topic; the gate listens on it only when
-            # mqtt.remote_unlock is enabled, and then acts on UNLOCK alone.
-            command_topic=topics.lock_set, payload_unlock=PAYLOAD_UNLOCK, payload_lock=PAYLOAD_LOCK,
-            optimistic=False, retain=False,
+        # The lock is shown, never commanded: Home Assistant's lock entity sends a fixed UNLOCK, which the
+        # gate always refuses (remote unlock off: nobody listens; on: only a fresh signed command opens).  A
+        # lock entity announced by an earlier version is removed (empty config); a signed unlock is sent as
+        # edge/alerts/README.md shows.
+        ("lock", "lock", None),
+        ("binary_sensor", "lock_state", entity(
+            "lock_state", name="Lock", device_class="lock",  # Home Assistant: on = unlocked, off = locked
+            state_topic=topics.state, value_template="{{ 'ON' if value_json.lock == 'unlocked' else 'OFF' }}",
         ) if not monitor else None),
         ("sensor", "people", entity(
             "people", name="People", state_class="measurement", icon="mdi:account-group",

@@ -26,7 +26,7 @@ from email.utils import formatdate
 from maskgate.edge.alerts.discovery import node_id
 from maskgate.edge.alerts.outbox import Channel, DeliveryFailed, EventRejected
 from maskgate.edge.config import Config, EmailConfig
-from maskgate.edge.events import Event, EventStore
+from maskgate.edge.events import Event, EventStore, is_storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ def compose(events: list[Event], email: EmailConfig, *, device: str, door: str) 
             lines.append(f"A visitor was refused entry at {door} ({device}).")
         else:
             msg["Subject"] = f"[maskgate {device}] Fault at {door}: {ev.detail or 'see the gate log'}"
-            lines.append(f"The gate at {door} ({device}) reported a fault; its lock is held locked.")
+            lines.append(f"The gate at {door} ({device}) reported a fault; "
+                         + ("it goes on deciding and driving its lock, and keeps the events it cannot write in "
+                            "memory." if is_storage_fault(ev) else "its lock is held locked."))
         lines += ["", f"Time:    {_when(ev)}", f"Event:   {ev.event}"]
         if _describe(ev):
             lines.append(f"Details: {_describe(ev)}")
@@ -118,17 +120,16 @@ class MailChannel(Channel):
         return max(0.05, self._rate_wait()) if self._held else None
 
     def deliver_pending(self, *, final: bool = False) -> bool:
-        events = self.store.pending(self.name, limit=self.batch)
+        events, more = self.next_events()
         self._held = False
         if not events:
             return False
-        full = len(events) == self.batch
-        alerts = [ev for ev in events if ev.event in MAIL_KINDS]
+        alerts = [ev for ev in events if ev.event in MAIL_KINDS and not self.already_delivered(ev)]
         if alerts and not final and self._rate_wait() > 0:
             # Acknowledge what precedes the first alert; the alerts wait for the interval to pass.
             first = events.index(alerts[0])
             if first:
-                self.store.ack(self.name, events[first - 1].seq)
+                self.acknowledge(events[:first])
             self._held = True
             return False
         if alerts:
@@ -140,9 +141,9 @@ class MailChannel(Channel):
                 log.error("%s: the mail server refused the mail for %s for good, skipping it: %s",
                           self.name, ", ".join(ev.uid for ev in alerts[:5]), exc)
             self._last_sent = time.monotonic()
-        self.store.ack(self.name, events[-1].seq)
+        self.acknowledge(events)
         self.delivered += len(events)
-        return full
+        return more
 
     def _send(self, msg: EmailMessage) -> None:
         e = self.email

@@ -40,7 +40,7 @@ from maskgate.edge.alerts.discovery import (
 from maskgate.edge.alerts.outbox import Channel, DeliveryFailed, event_bytes, event_dict
 from maskgate.edge.alerts.telemetry import Telemetry
 from maskgate.edge.config import Config
-from maskgate.edge.events import Event, EventStore
+from maskgate.edge.events import Event, EventStore, is_storage_fault
 from maskgate.edge.status import GateStatus
 from maskgate.errors import ConfigError, DependencyMissing
 
@@ -131,6 +131,8 @@ def implied_state(event: Event) -> dict[str, Any]:
     if kind == "unlocked":
         return {"lock": "unlocked"}
     if kind == "fault":
+        if is_storage_fault(event):  # a full disk stops nothing: the lock goes on being driven
+            return {"fault": event.detail}
         return {"lock": "locked", "fault": event.detail or "fault"}
     if kind == "recovered":
         return {"fault": None}
@@ -180,7 +182,7 @@ class MqttChannel(Channel):
         self._last_state: dict | None = None
         self._event_state: dict[str, Any] = {}  # lock/fault/door as the events delivered in this run left them
         self._state_dirty = False  # a state-changing event went out since the last state publish
-        self._unacked: tuple[int, list] | None = None  # (seq, MQTTMessageInfo...) of a publish cut off
+        self._unacked: tuple[str, list] | None = None  # (uid, MQTTMessageInfo...) of a publish cut off
         self._next_telemetry = 0.0
         self._down_logged = False
         self._status_failed = False
@@ -365,7 +367,7 @@ class MqttChannel(Channel):
         return more
 
     def deliver(self, event: Event) -> None:
-        if self._unacked is not None and self._unacked[0] == event.seq:
+        if self._unacked is not None and self._unacked[0] == event.uid:
             # This event's publish was cut off; paho re-sends it after a reconnect.  Wait for that
             # PUBACK first so that a short outage does not always produce a duplicate.
             _, infos = self._unacked
@@ -378,7 +380,7 @@ class MqttChannel(Channel):
         if event.event in DECISION_KINDS:
             messages.append((self.topics.decision, json.dumps(decision_payload(event_dict(event)), sort_keys=True)))
         infos = [self.client.publish(topic, payload, qos=1) for topic, payload in messages]
-        self._unacked = (event.seq, infos)
+        self._unacked = (event.uid, infos)
         if not self._wait(infos):
             raise DeliveryFailed(f"no PUBACK from {self.broker} for event {event.uid} (seq {event.seq})")
         self._delivered(event)

@@ -52,7 +52,7 @@ class Notifier:
         if cfg.webhook.enabled:
             self.channels.append(self._webhook_channel(cfg, store))
         for channel in self.channels:
-            store.start_channel(channel.name)  # a new channel starts at the end of the history
+            channel.begin()  # a new channel starts at the end of the history
 
     @staticmethod
     def _mqtt_channel(cfg, store, status, on_command, camera) -> Channel:
@@ -132,9 +132,16 @@ class Notifier:
             log.info("notifications: %s", ", ".join(c.name for c in self.channels))
 
     def wake(self, event: Event | None = None) -> None:
-        """A new event is in the store (an :class:`EventLog` listener).  Never blocks."""
+        """A new event (an :class:`EventLog` listener).  Never blocks.
+
+        An event without a ``seq`` is one the store could not write (a full disk): each channel gets it
+        directly (:meth:`Channel.offer`) instead of waiting for the database to be writable again.
+        """
         for channel in self.channels:
-            channel.wake()
+            if event is not None and event.seq is None:
+                channel.offer(event)
+            else:
+                channel.wake()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Flush what can go out within ``timeout`` seconds, say ``offline`` on MQTT, end the threads.

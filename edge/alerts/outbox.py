@@ -14,6 +14,11 @@ Failure rules, the same for every channel:
   400/413/415/422, an SMTP 5xx on the message data).  Retrying would block every later event
   forever, so the event is acknowledged and skipped with an error log line naming its uid; it stays
   in the database.
+
+A full disk: events the database could not store reach the channel directly
+(:meth:`Channel.offer`, :mod:`.unstored`) and go out once the stored ones before them have; when they
+are written later they are acknowledged without being delivered again.  A cursor that cannot be saved
+is kept in memory (nothing is delivered twice in this run) and saved once the database can be written.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 from typing import Any
 
-from maskgate.edge.events import Event, EventStore
+from maskgate.edge.alerts.unstored import UnstoredEvents
+from maskgate.edge.events import Event, EventStore, EventStoreError
 from maskgate.errors import MaskgateError
 
 log = logging.getLogger(__name__)
@@ -93,7 +100,13 @@ class Channel:
         self._deadline = math.inf
         self._thread: threading.Thread | None = None
         self._failing_since: float | None = None
-        self.delivered = 0  # events acknowledged by this channel in this run
+        self.unstored = UnstoredEvents(self.name)  # events the database could not store, delivered directly
+        self._cursor = 0  # the last stored event acknowledged in this run, saved or not
+        self._cursor_unsaved = False  # the database could not be written when it moved
+        self._duplicates: set[str] = set()  # uids read from the database that already went out directly
+        self._begin_failed = False  # begin() could not reach the database: it is tried again before each pass
+        self._read_failed = False
+        self.delivered = 0  # events delivered (or skipped for good) by this channel in this run
 
     # -- control, from any thread -------------------------------------------------------------- #
 
@@ -103,8 +116,27 @@ class Channel:
         self._thread = threading.Thread(target=self._run, name=f"maskgate-{self.name}", daemon=True)
         self._thread.start()
 
+    def begin(self) -> None:
+        """Give a channel seen for the first time a cursor at the end of the history
+        (:meth:`EventStore.start_channel`; the notifier does this before starting it).  A database that cannot be
+        written or opened now (a full disk) is asked again before each pass; until then only the events it could
+        not store go out."""
+        try:
+            self._cursor = max(self._cursor, self.store.start_channel(self.name))
+        except EventStoreError as exc:
+            if not self._begin_failed:
+                log.warning("%s: %s; trying again before each delivery", self.name, exc)
+            self._begin_failed = True
+            return
+        self._begin_failed = False
+
     def wake(self) -> None:
         """Something new is in the outbox.  Only sets a flag: safe on the gate thread."""
+        self._wake.set()
+
+    def offer(self, event: Event) -> None:
+        """An event the database could not store (no ``seq``): deliver it directly.  Safe on the gate thread."""
+        self.unstored.put(event)
         self._wake.set()
 
     def request_stop(self, deadline: float) -> None:
@@ -162,14 +194,65 @@ class Channel:
 
     def deliver_pending(self, *, final: bool = False) -> bool:
         """Deliver and acknowledge pending events in order; True if more may be pending."""
-        events = self.store.pending(self.name, limit=self.batch)
+        events, more = self.next_events()
         for event in events:
             if final and self.time_left() <= 0:
                 return True
-            self._deliver_one(event)
-            self.store.ack(self.name, event.seq)
-            self.delivered += 1
-        return len(events) == self.batch
+            if not self.already_delivered(event):
+                self._deliver_one(event)
+                self.delivered += 1
+            self.acknowledge([event])
+        return more
+
+    def next_events(self) -> tuple[list[Event], bool]:
+        """What to deliver next, in order, and whether more may follow.
+
+        The stored events after the cursor (``batch`` at most); once they are all read, the events the
+        database could not store follow.  A database that cannot even be read does not hold those back.
+        """
+        if self._begin_failed:
+            self.begin()
+        if self._cursor_unsaved:
+            self._save_cursor()
+        stored: list[Event] = []
+        if not self._begin_failed:
+            try:
+                stored = self.store.after(max(self.store.cursor(self.name), self._cursor), self.batch)
+                self._read_failed = False
+            except (sqlite3.Error, EventStoreError) as exc:
+                if not self._read_failed:
+                    log.warning("%s: cannot read the event database (%s); delivering what it could not store",
+                                self.name, exc)
+                self._read_failed = True
+        self._duplicates = {e.uid for e in stored if self.unstored.reached_database(e)}
+        if len(stored) == self.batch:
+            return stored, True
+        return [*stored, *self.unstored.waiting()], False
+
+    def already_delivered(self, event: Event) -> bool:
+        """A stored event that went out before the database could store it: acknowledge, do not deliver."""
+        return event.seq is not None and event.uid in self._duplicates
+
+    def acknowledge(self, events: list[Event]) -> None:
+        """``events`` (from :meth:`next_events`, in order) are done: delivered, duplicates, or skipped for good."""
+        stored = [e for e in events if e.seq is not None]
+        self.unstored.sent([e for e in events if e.seq is None])
+        if stored:
+            self._cursor = max(self._cursor, stored[-1].seq)
+            for event in stored:
+                self.unstored.forget(event)
+            self._save_cursor()
+
+    def _save_cursor(self) -> None:
+        try:
+            self.store.ack(self.name, self._cursor)
+        except EventStoreError as exc:
+            if not self._cursor_unsaved:
+                log.warning("%s: cannot save the delivery cursor (%s); kept in memory until it can be saved",
+                            self.name, exc)
+            self._cursor_unsaved = True
+            return
+        self._cursor_unsaved = False
 
     def _deliver_one(self, event: Event) -> None:
         try:

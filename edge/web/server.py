@@ -120,7 +120,7 @@ class WebServer:
 
     def events(self, kind: str | None, limit: int, before: int | None) -> list[dict]:
         gate = self.gate
-        if gate is None or gate.store is None:
+        if gate is None or gate.store is None or gate.store.unopened:  # unopened: a full disk at start
             return []
         snaps = _snapshots_by_frame(self.cfg)
         out = []
