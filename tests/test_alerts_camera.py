@@ -25,7 +25,7 @@ from test_gate import StallingCamera, make_gate
 BASE = "maskgate/door1"
 CAMERA_TOPIC = f"{BASE}/camera"
 CAMERA_CONFIG = "homeassistant/camera/maskgate_door1/camera/config"
-LOCK_CONFIG = "homeassistant/lock/maskgate_door1/lock/config"
+LOCK_CONFIG = "homeassistant/binary_sensor/maskgate_door1/lock_state/config"  # the lock, a read-only sensor
 
 
 def door_frame(h: int = 480, w: int = 640) -> np.ndarray:
