@@ -56,13 +56,13 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
                        measure: bool = True, calibration_count: int = 320,
                        crops_dir: Path | None = None, limit: int | None = None) -> tuple[str, dict]:
     """Convert ``keras_path`` to int8 and choose its thresholds (``limit``: the crop set of a ``--limit`` run)."""
-    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+    from maskgate.convert.detector import door_detector
     from maskgate.models import classifier_data as cd
     from maskgate.models.mask_classifier import load_mask_classifier
     from maskgate.models.train import choose_threshold, device_crops, evaluate_split, grayscale_crops, load_or_build_crops
 
     model = load_mask_classifier(keras_path)
-    detector_path = out_dir / detector_name(*DOORWAY_SIZE)
+    detector_path = door_detector(out_dir)
     data = load_or_build_crops(shared, detector_path, crops_dir or keras_path.parent, limit=limit)
     size = int(model.input_shape[1])
     rng = np.random.default_rng(0)
@@ -144,9 +144,9 @@ def _training_record(keras_path: Path) -> dict:
 
 
 def _config_for(out_dir: Path, score: float | None = None) -> Config:
-    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+    from maskgate.convert.detector import door_detector
 
-    cfg = Config().replace(models={"detector": str(out_dir / detector_name(*DOORWAY_SIZE)),
+    cfg = Config().replace(models={"detector": str(door_detector(out_dir)),
                                    "classifier": str(out_dir / CLASSIFIER_NAME), "edgetpu": "off"})
     if score is not None:
         cfg = cfg.replace(detection={"score_threshold": score})
@@ -221,13 +221,13 @@ def choose_detector_threshold(shared: Path, out_dir: Path, detector_path: Path, 
 
 def gate_metrics(shared: Path, out_dir: Path, float_dir: Path, float_classifier: Path) -> dict:
     """Gate rates on the encounters and on face-free frames, int8 and float side by side."""
-    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+    from maskgate.convert.detector import door_detector
     from maskgate.edge.model_files import build_analyzer
     from maskgate.evaluation import evaluate_gate, face_free_metrics, frames_from_folder
 
     cfg = _config_for(out_dir)
     out = {}
-    float_det = float_dir / detector_name(*DOORWAY_SIZE, "float")
+    float_det = float_dir / door_detector(out_dir, "float").name
     variants = {"int8": {}}
     if float_det.is_file():
         variants["float"] = {"detector": float_det, "classifier": float_classifier}

@@ -18,6 +18,13 @@ REFERENCE_SIZE = (300, 300)
 DOORWAY_SIZE = (224, 168)
 
 
+def door_detector(models_dir: Path, kind: str = "int8") -> Path:
+    """The gate's default detector file in ``models_dir`` (``kind`` "float": its float reference's name)."""
+    from maskgate.edge.model_files import DEFAULT_DETECTOR
+
+    return models_dir / DEFAULT_DETECTOR.replace("_int8.", f"_{kind}.")
+
+
 def detector_name(width: int, height: int, kind: str = "int8") -> str:
     return f"face_detector_{width}x{height}_{kind}.tflite"
 
@@ -32,33 +39,41 @@ def convert_detector(shared: Path, out_dir: Path, float_dir: Path, width: int, h
     """Write the int8 (``out_dir``) and float (``float_dir``) TFLite files for one input size; return the manifest entry."""
     from maskgate.models.face_detector import build_res10
 
-    pb, pbtxt = face_detector_files(shared)
+    pb, _ = face_detector_files(shared)
     model = build_res10(width, height, weights)
-    frames = calibration.detector_frames(shared, width, height, calibration_count)
     int8_path = out_dir / detector_name(width, height)
-    float_path = float_dir / detector_name(width, height, "float")
-    log.info("converting the face detector at %dx%d (%d calibration frames)", width, height, len(frames))
+    entry = write_detector(shared, model, int8_path, float_dir / detector_name(width, height, "float"),
+                           source={"file": pb.name, "sha256": manifest.sha256_file(pb)},
+                           command=command, calibration_count=calibration_count)
+    if measure:
+        entry["metrics"] = measure_detector(shared, model, int8_path, width, height)
+    return entry
+
+
+def write_detector(shared: Path, model, int8_path: Path, float_path: Path, *, source: dict, command: str,
+                   calibration_count: int = 320) -> dict:
+    """A Keras res10 (``batch_size=1``) → int8 and float TFLite files, checked; the int8 file's manifest entry."""
+    _, height, width, _ = model.input_shape
+    frames = calibration.detector_frames(shared, width, height, calibration_count)
+    log.info("converting %s (%d calibration frames)", int8_path.name, len(frames))
     int8_path.write_bytes(to_tflite(model, lambda: frames))
-    float_dir.mkdir(parents=True, exist_ok=True)
+    float_path.parent.mkdir(parents=True, exist_ok=True)
     float_path.write_bytes(to_tflite(model))
 
     check = edgetpu_check.check_tflite(int8_path)
-    entry = manifest.artifact_entry(
+    return manifest.artifact_entry(
         int8_path,
         kind="face_detector",
         **manifest.io_fields(check),
         labels=["background", "face"],
         priors="maskgate.edge.ssd.RES10_PRIORS (OpenCV PriorBox settings of the graph)",
-        source={"file": pb.name, "sha256": manifest.sha256_file(pb)},
+        source=source,
         calibration={"frames": len(frames), "from": ["data/wild/images", "data/encounters"], "seed": 0},
         edgetpu_check=check.to_json(),
         float_reference={"file": float_path.name, "sha256": manifest.sha256_file(float_path), "committed": False},
         tools=manifest.tool_versions(),
         command=command,
     )
-    if measure:
-        entry["metrics"] = measure_detector(shared, model, int8_path, width, height)
-    return entry
 
 
 def measure_detector(shared: Path, keras_model, int8_path: Path, width: int, height: int) -> dict:

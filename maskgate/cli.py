@@ -26,6 +26,7 @@ COMMANDS = {
     "clip": "clip",
     "train": "train",
     "seeds": "seeds",
+    "detector": "detector",
     "convert": "convert",
     "eval": "evaluate",
     "bench": "bench",

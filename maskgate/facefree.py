@@ -52,6 +52,22 @@ def _clear_of_faces(box: np.ndarray, faces: np.ndarray) -> bool:
     return float(iou_one_to_many(box, grown).max()) == 0.0
 
 
+def clear_regions(item: datasets.VocImage, w: int, h: int, rng: np.random.Generator, per_photo: int) -> list[np.ndarray]:
+    """Up to ``per_photo`` square regions of a ``w`` x ``h`` photo clear of its annotated faces (30 tries each)."""
+    faces = np.array([o.box for o in item.objects], np.float32).reshape(-1, 4)
+    median = float(np.median(faces[:, 2] - faces[:, 0])) if len(faces) else w / 6
+    boxes = []
+    for _ in range(per_photo * 30):
+        if len(boxes) >= per_photo:
+            break
+        side = float(np.clip(median * rng.uniform(0.8, 2.5), 24, min(w, h) * 0.9))
+        x1, y1 = rng.uniform(0, w - side), rng.uniform(0, h - side)
+        box = np.array([x1, y1, x1 + side, y1 + side], np.float32)
+        if _clear_of_faces(box, faces):
+            boxes.append(box)
+    return boxes
+
+
 def face_free_frames(shared: Path, *, per_photo: int = 1, seed: int = 0, scenes: set[str] | None = None,
                      drawn: int = 20):
     """Yield ``(name, frame)`` pairs: framed face-free regions of wild photos, then drawn empty doorways.
@@ -62,19 +78,7 @@ def face_free_frames(shared: Path, *, per_photo: int = 1, seed: int = 0, scenes:
     rng = np.random.default_rng(seed)
     for item in datasets.read_voc(shared / "data" / "wild"):
         img = cv2.imread(str(item.path))
-        h, w = img.shape[:2]
-        faces = np.array([o.box for o in item.objects], np.float32).reshape(-1, 4)
-        median = float(np.median(faces[:, 2] - faces[:, 0])) if len(faces) else w / 6
-        got = 0
-        for _ in range(per_photo * 30):
-            if got >= per_photo:
-                break
-            side = float(np.clip(median * rng.uniform(0.8, 2.5), 24, min(w, h) * 0.9))
-            x1, y1 = rng.uniform(0, w - side), rng.uniform(0, h - side)
-            box = np.array([x1, y1, x1 + side, y1 + side], np.float32)
-            if not _clear_of_faces(box, faces):
-                continue
-            got += 1
+        for got, box in enumerate(clear_regions(item, img.shape[1], img.shape[0], rng, per_photo), 1):
             name = f"{item.scene}_region{got}"
             if name not in UNANNOTATED_FACES and (scenes is None or item.scene in scenes):
                 yield name, doorway_frame(img, box, face_frac=0.4)[0]

@@ -157,10 +157,11 @@ class _Builder:
 
 
 def build_res10(width: int = 300, height: int = 300, weights: dict[str, np.ndarray] | None = None,
-                *, pb_path: str | Path | None = None):
+                *, pb_path: str | Path | None = None, batch_size: int | None = 1):
     """The res10 SSD as a Keras model for a ``width`` x ``height`` BGR uint8-valued float input.
 
-    Pass the graph's ``weights`` (see :func:`read_graph_weights`) or its ``pb_path``.
+    Pass the graph's ``weights`` (see :func:`read_graph_weights`) or its ``pb_path``.  The batch is 1
+    for conversion (the device runs one frame at a time); ``batch_size=None`` builds it for training.
     """
     if weights is None:
         if pb_path is None:
@@ -171,7 +172,7 @@ def build_res10(width: int = 300, height: int = 300, weights: dict[str, np.ndarr
     b = _Builder(weights)
     w = weights
 
-    inp = keras.Input((height, width, 3), batch_size=1, name="bgr")
+    inp = keras.Input((height, width, 3), batch_size=batch_size, name="bgr")
 
     # OpenCV's blobFromImage mean, data_bn and data_scale: one per-channel affine on raw pixels.
     g = w["data_bn/gamma"].astype(np.float64) / np.sqrt(w["data_bn/std"].astype(np.float64) + BN_EPSILON)

@@ -120,7 +120,7 @@ def _tflite_scorer(path: Path):
     return _model_size(path), lambda crops: _probs(path, crops, list(cd.CLASSES)), f"committed {path.name}", "-", None
 
 
-def judge_run(run: Path, frames_by_size: dict[int, RecordedFrames], crop_set: dict) -> dict:
+def judge_run(run: Path, frames_by_size: dict[int, RecordedFrames], crop_set: dict, *, audited: bool = False) -> dict:
     """Crop-level and gate-level figures of one training run folder (Keras model and report) or model file."""
     from types import SimpleNamespace
 
@@ -129,7 +129,7 @@ def judge_run(run: Path, frames_by_size: dict[int, RecordedFrames], crop_set: di
     from maskgate.sweep import SCORE_GRID, Record, Sweep
 
     size, scorer, recipe, seed, seconds = (_tflite_scorer if run.suffix == ".tflite" else _keras_scorer)(run)
-    val = cd.threshold_split(crop_set["kinds"], crop_set["val"])
+    val = cd.threshold_split(crop_set["kinds"], crop_set["val"], audited=audited)
     val_crops = device_crops(crop_set["images"][val], size)
     is_mask = crop_set["labels"][val] == cd.MASK
     p = scorer(val_crops)[:, cd.MASK]
@@ -216,8 +216,11 @@ def _model_size(path: Path) -> int:
 
 
 def compare(shared: Path, detector_path: Path, run_dirs: list[Path], crops_dir: Path, *, baseline: str | None = None,
-            per_role: int | None = None, limit: int | None = None) -> tuple[list[dict], str]:
-    """Judge every run and tabulate them (``limit``: the crop set of ``maskgate train --limit``; tests)."""
+            per_role: int | None = None, limit: int | None = None, audited: bool = False) -> tuple[list[dict], str]:
+    """Judge every run and tabulate them (``limit``: the crop set of ``maskgate train --limit``; tests).
+
+    ``audited``: the crop-level rule without :data:`~maskgate.models.classifier_data.UNANNOTATED_PRONE`.
+    """
     from maskgate.models.train import load_or_build_crops
 
     crop_set = load_or_build_crops(shared, detector_path, crops_dir, limit=limit)
@@ -229,6 +232,6 @@ def compare(shared: Path, detector_path: Path, run_dirs: list[Path], crops_dir: 
         if size not in sizes:
             log.info("recording the detector's candidates at crop size %d", size)
             sizes[size] = cached_frames(shared, detector_path, size, crops_dir, per_role=per_role)
-        results.append(judge_run(run, sizes, crop_set))
+        results.append(judge_run(run, sizes, crop_set, audited=audited))
         log.info("%s: %s", run.name, results[-1])
     return results, table(results, baseline)

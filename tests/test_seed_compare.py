@@ -38,3 +38,11 @@ def test_thresholds_are_chosen_on_faces_and_wild_validation_only():
     kinds = np.array(["faces/with_mask", "faces12k/with_mask", "wild/background", "faces12k/without_mask", "wild/with_mask"])
     val = np.array([True, True, True, False, False])
     assert cd.threshold_split(kinds, val).tolist() == [True, False, True, False, False]
+
+
+def test_the_audited_split_leaves_out_only_detections_away_from_annotated_faces():
+    kinds = np.array(["wild/without_mask", "wild/false_detection", "wild/doorway_false_detection", "wild/background",
+                      "wild/mask_weared_incorrect", "faces12k/without_mask"])
+    val = np.ones(len(kinds), bool)
+    assert cd.threshold_split(kinds, val).tolist() == [True, True, True, True, True, False]
+    assert cd.threshold_split(kinds, val, audited=True).tolist() == [True, False, False, True, True, False]

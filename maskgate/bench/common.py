@@ -130,8 +130,7 @@ def float_model_paths(cfg) -> tuple[Path, Path]:
     from maskgate.edge.model_files import model_paths
 
     det, clf = model_paths(cfg)
-    w, h = detector_size(det)
-    return float_model_dir() / f"face_detector_{w}x{h}_float.tflite", clf.with_name(clf.name.replace("_int8", "_float"))
+    return float_model_dir() / det.name.replace("_int8", "_float"), clf.with_name(clf.name.replace("_int8", "_float"))
 
 
 def detector_size(path: Path) -> tuple[int, int]:

@@ -43,8 +43,7 @@ def _variants(cfg, wanted: list[str]) -> dict:
     if "int8" in wanted:
         out["int8"] = build_analyzer(cfg)
     if "float" in wanted:
-        size = det.stem.split("_")[2]  # face_detector_224x168_int8
-        fdet = float_model_dir() / f"face_detector_{size}_float.tflite"
+        fdet = float_model_dir() / det.name.replace("_int8", "_float")  # as `maskgate convert` names it
         fclf = clf.with_name(clf.name.replace("_int8", "_float"))
         if fdet.is_file() and fclf.is_file():
             out["float"] = build_analyzer(cfg, detector=fdet, classifier=fclf)

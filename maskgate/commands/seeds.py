@@ -27,11 +27,15 @@ def add_arguments(p):
     p.add_argument("--jobs", type=int, default=1, help="training runs side by side, one TensorFlow thread each "
                    "(2 on a 2-core machine halves the time; default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write every run's figures and the table here")
+    p.add_argument("--detector", type=Path, help="the int8 door detector the runs are trained with (its crops) and judged "
+                   "with (default: the gate's); use a separate --out for each detector")
+    p.add_argument("--audited", action="store_true", help="crop-level rule without the 'not a face' detections away "
+                   "from annotated faces (many are unannotated masked faces; docs/training.md, 'The label audit')")
     p.add_argument("--reference", type=Path, nargs="*", default=None, metavar="TFLITE",
                    help="model files judged the same way, as reference lines (default: the committed int8 classifier)")
 
 
-def _train_in_parallel(runs: list[tuple[str, int, Path]], jobs: int, shared: Path) -> None:
+def _train_in_parallel(runs: list[tuple[str, int, Path]], jobs: int, shared: Path, detector: Path) -> None:
     """Each run a ``maskgate train`` process with one TensorFlow thread, ``jobs`` at a time.
 
     This network's ops are too small for TensorFlow to keep two threads busy: one run with one
@@ -50,7 +54,8 @@ def _train_in_parallel(runs: list[tuple[str, int, Path]], jobs: int, shared: Pat
         print(f"training {run.name} (log: {run / 'train.log'})", flush=True)
         with open(run / "train.log", "w") as log:
             done = subprocess.run([sys.executable, "-m", "maskgate", "train", "--recipe", recipe, "--seed", str(seed),
-                                   "--out", str(run), "--shared", str(shared), "--no-convert"],
+                                   "--out", str(run), "--shared", str(shared), "--detector", str(detector),
+                                   "--no-convert"],
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode:
             raise DataError(f"training {run.name} failed (exit {done.returncode}); see {run / 'train.log'}")
@@ -78,7 +83,7 @@ def _recipes(text: str) -> list[str]:
 
 def main(args) -> int:
     from maskgate import datasets
-    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+    from maskgate.convert.detector import door_detector
     from maskgate.models import ARTIFACT_DIR
     from maskgate.models.seed_compare import compare
     from maskgate.models.train import recipe_settings, train
@@ -86,14 +91,16 @@ def main(args) -> int:
 
     recipes, seeds = args.recipes, args.seeds
     shared = args.shared or datasets.shared_dir()
-    detector = ARTIFACT_DIR / detector_name(*DOORWAY_SIZE)
+    detector = args.detector or door_detector(ARTIFACT_DIR)
+    if not detector.is_file():
+        raise DataError(f"--detector: no such file {detector}")
     out = args.out or build_dir() / "seeds"
     # seed by seed, so that a stopped comparison still has every recipe at the seeds it got to
     planned = [(recipe, seed, out / f"{recipe}_s{seed}") for seed in seeds for recipe in recipes]
     missing = [p for p in planned if not (p[2] / "report.json").is_file()]
     if missing and not args.compare_only:
         if args.jobs > 1:
-            _train_in_parallel(missing, args.jobs, shared)
+            _train_in_parallel(missing, args.jobs, shared, detector)
         else:
             for recipe, seed, run in missing:
                 print(f"training {run.name}", flush=True)
@@ -103,7 +110,7 @@ def main(args) -> int:
         raise DataError(f"no runs to compare in {out}")
     references = [ARTIFACT_DIR / "mask_classifier_int8.tflite"] if args.reference is None else args.reference
     runs = list(references) + runs
-    results, table = compare(shared, detector, runs, crops_dir(), baseline=recipes[0])
+    results, table = compare(shared, detector, runs, crops_dir(), baseline=recipes[0], audited=args.audited)
     print(table)
     if args.json:
         args.json.write_text(json.dumps({"runs": results, "table": table}, indent=2) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 def add_arguments(p):
     p.add_argument("--shared", type=Path, help="the shared data folder (default: ../shared)")
     p.add_argument("--detector", type=Path, help="int8 detector used to find the training faces "
-                   "(default: the gate's, models/face_detector_224x168_int8.tflite)")
+                   "(default: the gate's, edge.model_files.DEFAULT_DETECTOR in models/)")
     p.add_argument("--out", type=Path, help="training outputs (default: build/classifier)")
     p.add_argument("--recipe", default=None, help="a named training set-up (default: v2, the committed classifier's; see RECIPES in models/train.py)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
@@ -36,14 +36,14 @@ def main(args) -> int:
         print(json.dumps(profile(), indent=2))
         return 0
     from maskgate import datasets
-    from maskgate.convert.detector import DOORWAY_SIZE, detector_name
+    from maskgate.convert.detector import door_detector
     from maskgate.models import ARTIFACT_DIR
     from maskgate.errors import DataError
     from maskgate.models.train import DEFAULT_RECIPE, RECIPES, recipe_settings, train
     from maskgate.models.train_config import build_dir, crops_dir
 
     shared = args.shared or datasets.shared_dir()
-    detector = args.detector or ARTIFACT_DIR / detector_name(*DOORWAY_SIZE)
+    detector = args.detector or door_detector(ARTIFACT_DIR)
     out = args.out or build_dir() / "classifier"
     if args.recipe is not None and args.recipe not in RECIPES:
         raise DataError(f"--recipe: unknown recipe {args.recipe!r} (known: {', '.join(RECIPES)})")

@@ -1,0 +1,205 @@
+"""How well a face detector serves the door: recall by class and distance, boxes, false detections.
+
+Measured on doorway frames of the ``data/wild`` scenes held out of training (the validation
+scenes: neither the classifier nor a fine-tuned detector has seen them), made with the encounters'
+framing (:func:`maskgate.models.framing.doorway_frame`) with the face at four distances, and on the
+face-free frames (objects, walls, empty doorways) of every scene:
+
+* **recall** — the framed face is found when a detection at or above the threshold overlaps its
+  annotation at IoU >= 0.5; given at the door's score (0.1), at 0.5, and as "at no threshold"
+  (no such detection even at 0.05, the lowest score the gate's thresholds are chosen from);
+* **boxes like cv2.dnn's** — of the faces cv2.dnn's res10 (300x300, score 0.5) finds at the door's
+  size (at least 80 px wide in the 640x480 frame), the share where the face the gate would classify
+  (its best detection at the door's score and size) overlaps cv2.dnn's box at IoU >= 0.5;
+* **false detections** — face-free frames with a detection the gate would take for a face at the door.
+
+Detectors are callables ``detect(frame, threshold) -> (normalised boxes, scores)``: the device's
+:meth:`FaceDetector.detect_normalized`, the float Keras port's, or cv2.dnn's reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from maskgate import datasets
+from maskgate.edge.detector import to_frame_pixels
+from maskgate.edge.ssd import iou_one_to_many
+
+Detect = Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]]
+
+#: the framed face's width as a share of the 640 px frame: 96, 160, 256 (the encounters') and 384 px
+DISTANCES = (0.15, 0.25, 0.4, 0.6)
+DOOR_SCORE = 0.1
+LOWEST_SCORE = 0.05
+MATCH_IOU = 0.5
+DOOR_SIZED = 80  # px of face width in the 640x480 frame
+MIN_FACE = 28  # px in the photo, the encounters' rule
+
+
+@dataclass
+class EvalFrame:
+    image: np.ndarray
+    box: np.ndarray  # the framed face, normalised to the frame
+    label: str
+    face_frac: float
+
+
+def held_out_frames(shared: Path, *, distances=DISTANCES, limit: int | None = None) -> list[EvalFrame]:
+    """A doorway frame per annotated face (>= 28 px) of every validation scene, at each distance."""
+    from maskgate.models.classifier_data import in_validation
+    from maskgate.models.framing import FRAME_SIZE, doorway_frame, map_box
+
+    fw, fh = FRAME_SIZE
+    out = []
+    for item in datasets.read_voc(shared / "data" / "wild"):
+        if not in_validation(f"wild:{item.scene}"):
+            continue
+        img = None
+        for obj in item.objects:
+            if min(obj.width, obj.height) < MIN_FACE:
+                continue
+            img = cv2.imread(str(item.path)) if img is None else img
+            for frac in distances:
+                frame, m = doorway_frame(img, obj.box, face_frac=frac)
+                out.append(EvalFrame(frame, map_box(m, obj.box) / np.float32([fw, fh, fw, fh]), obj.label, frac))
+                if limit is not None and len(out) >= limit:
+                    return out
+    return out
+
+
+def best_match_scores(detect: Detect, frames: list[EvalFrame]) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per frame, the best score of a detection on the framed face (0 if none); and every detection."""
+    scores = np.zeros(len(frames), np.float32)
+    dets = []
+    for i, f in enumerate(frames):
+        boxes, s = detect(f.image, LOWEST_SCORE)
+        dets.append((boxes, s))
+        if len(boxes):
+            hit = iou_one_to_many(f.box, boxes) >= MATCH_IOU
+            if hit.any():
+                scores[i] = s[hit].max()
+    return scores, dets
+
+
+def recall_table(frames: list[EvalFrame], scores: np.ndarray) -> dict:
+    """Recall by class and by distance at the door's score, at 0.5, and faces found at no threshold."""
+    def row(sel):
+        n = int(sel.sum())
+        s = scores[sel]
+        return {"faces": n, "recall_door": _share(s >= DOOR_SCORE, n), "recall_0.5": _share(s >= 0.5, n),
+                "none_at_any_threshold": _share(s < LOWEST_SCORE, n)}
+
+    labels = np.array([f.label for f in frames])
+    fracs = np.array([f.face_frac for f in frames])
+    table = {"all": row(np.ones(len(frames), bool))}
+    for label in sorted(set(labels)):
+        table[label] = row(labels == label)
+    for frac in sorted(set(fracs)):
+        table[f"with_mask, face {int(round(frac * 640))} px"] = row((labels == "with_mask") & (fracs == frac))
+    return table
+
+
+def boxes_like_reference(frames: list[EvalFrame], dets, ref_dets, *, min_face: int = 80,
+                         max_face_fraction: float = 0.7) -> dict:
+    """Of the door-sized faces cv2.dnn finds (>= 0.5, on the framed face), the share the gate boxes like it.
+
+    The gate's box is its best detection at the door's size (at least ``min_face`` and at most
+    ``max_face_fraction`` of the frame wide: ``detection.min_face``, ``detection.max_face_fraction``) and
+    at least the door's score; it matches when its IoU with cv2.dnn's box is at least 0.5.
+    """
+    ious = []
+    for f, (boxes, s), (rb, rs) in zip(frames, dets, ref_dets):
+        h, w = f.image.shape[:2]
+        rb = rb[rs >= 0.5]
+        if not len(rb):
+            continue
+        on_face = iou_one_to_many(f.box, rb)
+        j = int(on_face.argmax())
+        if on_face[j] < 0.3 or (rb[j, 2] - rb[j, 0]) * w < DOOR_SIZED:
+            continue
+        px, ps = to_frame_pixels(boxes[s >= DOOR_SCORE], s[s >= DOOR_SCORE], w, h)
+        widths = px[:, 2] - px[:, 0]
+        fits = (widths >= min_face) & (widths <= max_face_fraction * w)
+        if not fits.any():
+            ious.append(0.0)
+            continue
+        door = px[fits][int(np.argmax(ps[fits]))] / np.float32([w, h, w, h])
+        ious.append(float(iou_one_to_many(rb[j], door[None])[0]))
+    total = len(ious)
+    return {"faces": total, "boxed_iou_0.5": _share(np.array(ious) >= MATCH_IOU, total) if total else None,
+            "median_iou": round(float(np.median(ious)), 3) if ious else None}
+
+
+def false_detections(detect: Detect, shared: Path, *, min_face: int = 80, max_face_fraction: float = 0.7,
+                     limit: int | None = None) -> dict:
+    """Face-free frames with a detection the gate would take for a face at the door, at several thresholds.
+
+    The gate's rule (``detection.min_face``, ``detection.max_face_fraction``): at least 80 px and at most
+    70 % of the frame wide, once clipped to the frame.
+    """
+    from maskgate.facefree import face_free_frames
+
+    best = []
+    for n, (_, img) in enumerate(face_free_frames(shared)):
+        if limit is not None and n >= limit:
+            break
+        h, w = img.shape[:2]
+        boxes, s = to_frame_pixels(*detect(img, LOWEST_SCORE), w, h)  # clipped, as the gate sees them
+        widths = boxes[:, 2] - boxes[:, 0]
+        big = (widths >= min_face) & (widths <= max_face_fraction * w)
+        best.append(float(s[big].max()) if big.any() else 0.0)
+    best = np.array(best)
+    return {"frames": len(best), **{f"with_face_at_{t}": int((best >= t).sum()) for t in (0.05, DOOR_SCORE, 0.3, 0.5)}}
+
+
+def _share(mask: np.ndarray, n: int) -> float | None:
+    return round(float(np.sum(mask)) / n, 4) if n else None
+
+
+def compare_detectors(shared: Path, detectors: dict[str, Detect], *, reference: Detect,
+                      limit: int | None = None) -> dict:
+    """Every figure of this module for each detector, on the same frames, with cv2.dnn's as the reference."""
+    frames = held_out_frames(shared, limit=limit)
+    _, ref_dets = best_match_scores(reference, frames)
+    out = {"frames": len(frames), "scenes": "validation scenes of data/wild", "detectors": {}}
+    for name, detect in {"cv2.dnn 300x300": reference, **detectors}.items():
+        scores, dets = best_match_scores(detect, frames)
+        out["detectors"][name] = {
+            "recall": recall_table(frames, scores),
+            "boxes_like_cv2_dnn": boxes_like_reference(frames, dets, ref_dets),
+            "face_free": false_detections(detect, shared, limit=limit),
+        }
+    return out
+
+
+def format_comparison(result: dict) -> str:
+    names = list(result["detectors"])
+    rows = list(next(iter(result["detectors"].values()))["recall"])
+    lines = [f"{result['frames']} doorway frames of the {result['scenes']}; recall at score {DOOR_SCORE} / 0.5 / "
+             f"not found at any threshold (>= {LOWEST_SCORE})", ""]
+    lines.append("| | " + " | ".join(names) + " |")
+    lines.append("|---" * (len(names) + 1) + "|")
+    for r in rows:
+        cells = []
+        for n in names:
+            x = result["detectors"][n]["recall"][r]
+            cells.append(f"{100 * x['recall_door']:.1f} / {100 * x['recall_0.5']:.1f} / {100 * x['none_at_any_threshold']:.1f} %"
+                         if x["faces"] else "–")
+        faces = result["detectors"][names[0]]["recall"][r]["faces"]
+        lines.append(f"| {r} ({faces}) | " + " | ".join(cells) + " |")
+    cells = []
+    for n in names:
+        b = result["detectors"][n]["boxes_like_cv2_dnn"]
+        cells.append(f"{100 * b['boxed_iou_0.5']:.1f} % (median IoU {b['median_iou']})" if b["faces"] else "–")
+    lines.append(f"| door-sized faces boxed like cv2.dnn at IoU >= 0.5 | " + " | ".join(cells) + " |")
+    for key in ("with_face_at_0.05", f"with_face_at_{DOOR_SCORE}", "with_face_at_0.5"):
+        cells = [str(result["detectors"][n]["face_free"][key]) for n in names]
+        frames = result["detectors"][names[0]]["face_free"]["frames"]
+        lines.append(f"| face-free frames with a face at the door at {key.rsplit('_', 1)[1]} (of {frames}) | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
