@@ -9,7 +9,7 @@ face-free frames (objects, walls, empty doorways) of every scene:
   annotation at IoU >= 0.5; given at the door's score (0.1), at 0.5, and as "at no threshold"
   (no such detection even at 0.05, the lowest score the gate's thresholds are chosen from);
 * **boxes like cv2.dnn's** — of the faces cv2.dnn's res10 (300x300, score 0.5) finds at the door's
-  size (at least 80 px wide in the 640x480 frame), the share where the face the gate would classify
+  size (80 px to 70 % of the 640x480 frame wide), the share where the face the gate would classify
   (its best detection at the door's score and size) overlaps cv2.dnn's box at IoU >= 0.5;
 * **false detections** — face-free frames with a detection the gate would take for a face at the door.
 
@@ -108,9 +108,10 @@ def boxes_like_reference(frames: list[EvalFrame], dets, ref_dets, *, min_face: i
                          max_face_fraction: float = 0.7) -> dict:
     """Of the door-sized faces cv2.dnn finds (>= 0.5, on the framed face), the share the gate boxes like it.
 
-    The gate's box is its best detection at the door's size (at least ``min_face`` and at most
-    ``max_face_fraction`` of the frame wide: ``detection.min_face``, ``detection.max_face_fraction``) and
-    at least the door's score; it matches when its IoU with cv2.dnn's box is at least 0.5.
+    The gate's box is its best-scored detection on that person (IoU >= 0.1 with cv2.dnn's box) at the
+    door's size (at least ``min_face`` and at most ``max_face_fraction`` of the frame wide:
+    ``detection.min_face``, ``detection.max_face_fraction``) and at least the door's score; it matches
+    when its IoU with cv2.dnn's box is at least 0.5.
     """
     ious = []
     for f, (boxes, s), (rb, rs) in zip(frames, dets, ref_dets):
@@ -120,11 +121,14 @@ def boxes_like_reference(frames: list[EvalFrame], dets, ref_dets, *, min_face: i
             continue
         on_face = iou_one_to_many(f.box, rb)
         j = int(on_face.argmax())
-        if on_face[j] < 0.3 or (rb[j, 2] - rb[j, 0]) * w < DOOR_SIZED:
+        ref_width = (rb[j, 2] - rb[j, 0]) * w
+        if on_face[j] < 0.3 or not DOOR_SIZED <= ref_width <= max_face_fraction * w:  # a face the gate would judge
             continue
         px, ps = to_frame_pixels(boxes[s >= DOOR_SCORE], s[s >= DOOR_SCORE], w, h)
         widths = px[:, 2] - px[:, 0]
         fits = (widths >= min_face) & (widths <= max_face_fraction * w)
+        if len(px):  # on this person: other faces in the frame are judged on their own
+            fits &= iou_one_to_many(rb[j] * np.float32([w, h, w, h]), px) >= 0.1
         if not fits.any():
             ious.append(0.0)
             continue
