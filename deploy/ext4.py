@@ -136,9 +136,13 @@ class Ext4:
         """Free block ranges ``(first, last)`` inclusive, in file-system blocks."""
         proc = tools.run(["dumpe2fs", self.spec], what=f"reading the {self.label} block bitmaps of {self.path}")
         ranges = []
+        in_groups = False
         for line in proc.stdout.decode("utf-8", "replace").splitlines():
+            # the superblock header above the groups has a "Free blocks:" line too, holding a count
+            # of free blocks, not a range: read only the groups' lines
+            in_groups = in_groups or line.startswith("Group ")
             line = line.strip()
-            if not line.startswith("Free blocks:"):
+            if not in_groups or not line.startswith("Free blocks:"):
                 continue
             for item in line[len("Free blocks:"):].split(","):
                 item = item.strip()
