@@ -46,7 +46,7 @@ def test_hash_size_and_tensors_match_the_manifest(name):
     outs = sorted((list(map(int, d["shape"])), np.dtype(d["dtype"]).name) for d in model.output_details)
     assert outs == sorted((o["shape"], o["dtype"]) for o in entry["outputs"])
     assert all(dt == "int8" for _, dt in outs)
-    assert entry["command"].split()[:2] in (["maskgate", "convert"], ["maskgate", "train"]), entry["command"]
+    assert entry["command"].split()[:2] in (["maskgate", "convert"], ["maskgate", "train"], ["maskgate", "detector"]), entry["command"]
     assert entry["tools"]["tensorflow"]
 
 
