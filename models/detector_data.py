@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from maskgate import datasets
+from maskgate.edge.lowlight import grayscale
 from maskgate.edge.ssd import RES10_VARIANCES, SSDDecoder
 from maskgate.models.classifier_data import in_validation
 from maskgate.models.framing import FRAME_SIZE, doorway_frame, map_box
@@ -88,7 +89,7 @@ def make_frames(images: list[datasets.VocImage], input_size: tuple[int, int], *,
                 if rng.random() < P_BLUR:
                     frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.8, 2.5)))
                 if rng.random() < P_GRAY:
-                    frame = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+                    frame = grayscale(frame)
                 if rng.random() < P_FLIP:
                     frame = frame[:, ::-1]
                     boxes = np.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], axis=1)
@@ -130,7 +131,7 @@ def add_background_frames(frames: DetectorFrames, images: list[datasets.VocImage
             frac = float(np.exp(rng.uniform(np.log(0.25), np.log(FACE_FRAC[1]))))
             frame, _ = doorway_frame(img, box, face_frac=frac)
             if rng.random() < P_GRAY:
-                frame = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+                frame = grayscale(frame)
             if frames.references and len(frames.references) == len(frames.boxes):  # keep reference boxes in step
                 frames.references.append(np.empty((0, 4), np.float32))
             added.append(cv2.resize(frame, (w_in, h_in), interpolation=cv2.INTER_LINEAR))

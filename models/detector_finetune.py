@@ -166,7 +166,7 @@ def finetune(shared: Path, out_dir: Path, settings: DetectorSettings, *, limit: 
     save_weights(model, out_dir / WEIGHTS_NAME)
     report = {
         "settings": asdict(settings), "frames": len(frames.images), "positive_priors": n_pos,
-        "scenes": len({s for s in frames.scenes}), "history": history, "data_seconds": round(data_seconds, 1),
+        "scenes": len(set(frames.scenes)), "history": history, "data_seconds": round(data_seconds, 1),
         "seconds": round(time.monotonic() - start, 1), "machine": machine(), "tensorflow": tf.__version__,
         "weights": WEIGHTS_NAME,
     }
