@@ -142,8 +142,9 @@ def _build(opts: BuildOptions, base: Path, work: Path, stage: Path, defaults_tex
     payload = _payload(stage, wheels, wheel_info, defaults_text, users, uid, gid)
     masked = [u for u in layout.MASKED_UNITS if any(root.exists(f"{d}/{u}") for d in layout.UNIT_SEARCH)]
 
-    # 4. room
-    grown = _make_room(work, table, root, info, payload.nbytes, payload.nfiles, opts.reserve)
+    # 4. room: for the payload, for what first boot installs from the wheelhouse into the venv, and the reserve
+    venv_bytes, venv_files = wheelhouse.installed_size(wheels, info["block_size"])
+    grown = _make_room(work, table, root, info, payload.nbytes + venv_bytes, payload.nfiles + venv_files, opts.reserve)
     if grown:
         table = partitions.read(work)
         root_part = table.root
@@ -173,6 +174,7 @@ def _build(opts: BuildOptions, base: Path, work: Path, stage: Path, defaults_tex
                  "codename": target.codename, "python": target.python, "arch": target.arch},
         "partitions": table.describe(),
         "grown_root_bytes": grown,
+        "first_boot_install": {"bytes": venv_bytes, "files": venv_files},
         "service_user": {"name": layout.USER, "uid": uid, "gid": gid, "groups": list(layout.USER_GROUPS)},
         "locked_accounts": locked,
         "masked_units": masked,

@@ -141,7 +141,7 @@ class BootReport:
             f"first boot: ran {self.firstboot_runs}x, result {r.get('firstboot_result', '?')}, "
             f"{'still enabled' if self.firstboot_still_enabled else 'disabled'}",
             f"gate: READY {r.get('gate_ready', '?')}, watchdog fed {r.get('watchdog_fed', '?')} "
-            f"(WatchdogSec {int(r.get('watchdog_usec', '0') or 0) / 1e6:.0f} s), restarts {r.get('gate_restarts', '?')}, "
+            f"(WatchdogSec {_seconds(r.get('watchdog_usec'))}), restarts {r.get('gate_restarts', '?')}, "
             f"user {r.get('gate_user', '?')}",
             f"events in the database: {len(self.events)} ({', '.join(sorted({e['event'] for e in self.events})) or 'none'})",
             f"sshd: password {r.get('sshd_passwordauthentication', '?')}, keyboard-interactive "
@@ -150,6 +150,13 @@ class BootReport:
         ]
         verdict = "PASS" if self.ok else "FAIL: " + "; ".join(self.problems)
         return "\n".join(lines + [verdict])
+
+
+def _seconds(usec: str | None) -> str:
+    """systemd's microseconds as seconds; its own words ("infinity": a unit that never started) as they are."""
+    if not usec:
+        return "?"
+    return f"{int(usec) / 1e6:.0f} s" if usec.isdigit() else usec
 
 
 def boot(opts: BootOptions) -> BootReport:

@@ -111,6 +111,26 @@ def metadata(wheel: Path):
         raise DeployError(f"{wheel} is not a valid wheel (bad zip file)") from None
 
 
+def installed_size(wheels: list[Path], block: int = 4096) -> tuple[int, int]:
+    """Bytes and files that installing ``wheels`` into a venv writes: every member rounded up to whole
+    ``block``\ s, and a compiled ``.pyc`` beside every ``.py`` (pip compiles them; taken as large as the
+    source, which they rarely exceed).  First boot needs this much room on the card's root."""
+    import zipfile
+
+    nbytes = nfiles = 0
+    for wheel in wheels:
+        if not wheel.name.endswith(".whl"):
+            continue
+        with zipfile.ZipFile(wheel) as z:
+            for member in z.infolist():
+                if member.is_dir():
+                    continue
+                copies = 2 if member.filename.endswith(".py") else 1
+                nbytes += copies * -(-member.file_size // block) * block
+                nfiles += copies
+    return nbytes, nfiles
+
+
 def requirements(wheel: Path) -> list[str]:
     """The wheel's own requirements (no optional extras)."""
     return [r for r in metadata(wheel).get_all("Requires-Dist") or [] if not re.search(r"\bextra\s*==", r)]

@@ -106,6 +106,22 @@ def test_build_grew_the_root_partition(built, base_image, manifest):
     assert h.run("sfdisk", "--json", built).stdout.count(h.DISK_ID.encode()) == 1
 
 
+def test_build_leaves_room_for_what_first_boot_installs(built, manifest, project_wheel, tmp_path):
+    """First boot unpacks the wheelhouse into the venv on the card's own root: that room is part of the
+    build (the emulated boot ran out of space when only the payload was counted)."""
+    import zipfile
+
+    from maskgate.deploy import wheelhouse
+
+    unpacked = sum(i.file_size for i in zipfile.ZipFile(project_wheel).infolist())
+    need = manifest["first_boot_install"]
+    assert need["bytes"] >= unpacked and need["files"] > len(zipfile.ZipFile(project_wheel).namelist())
+    assert wheelhouse.installed_size([project_wheel]) <= (need["bytes"], need["files"])
+    dump = h.run("dumpe2fs", "-h", h.root_spec(built)).stdout.decode()
+    free = int(dump.split("Free blocks:")[1].split()[0]) * 4096
+    assert free >= need["bytes"] + 16 * 2**20  # the venv, then the test build's --reserve 16M
+
+
 EXPECTED = [
     # path, type, mode, uid ("m" = the maskgate user), gid
     ("/opt/maskgate", "directory", 0o755, 0, 0),
