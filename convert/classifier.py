@@ -37,13 +37,22 @@ CLASSIFIER_FLOAT_NAME = "mask_classifier_float.tflite"  # small: committed as th
 MAX_CROP_FALSE_ACCEPT = 0.005
 MAX_GATE_FALSE_ACCEPT = 0.0
 CROP_LEVEL_ON = "validation crops in colour and in grayscale, int8 model"
-#: Classify each face and its mirror image and average (recorded in the manifest; the device follows it).
+#: Classify each face and its mirror image and average, unless the training run's settings say
+#: otherwise (an ensemble sees each face once); recorded in the manifest, the device follows it.
 FLIP_AVERAGE = True
 
 
-def _probs(path: Path, crops: np.ndarray, labels: list[str]) -> np.ndarray:
+def flip_average_of(keras_path: Path) -> bool:
+    """How the model is meant to be run: ``flip_average`` of the training report beside it (default: yes)."""
+    report = keras_path.parent / "report.json"
+    if not report.is_file():
+        return FLIP_AVERAGE
+    return bool(json.loads(report.read_text()).get("settings", {}).get("flip_average", FLIP_AVERAGE))
+
+
+def _probs(path: Path, crops: np.ndarray, labels: list[str], flip_average: bool = FLIP_AVERAGE) -> np.ndarray:
     clf = MaskClassifier(load_model(path, threads=2, edgetpu="off"), labels=labels, margin=0.0, threshold=0.5,
-                         flip_average=FLIP_AVERAGE)
+                         flip_average=flip_average)
     out = np.empty((len(crops), len(labels)), np.float32)
     size = crops.shape[1]
     for i, c in enumerate(crops):
@@ -76,11 +85,12 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
     float_path.write_bytes(to_tflite(model))
 
     labels = list(cd.CLASSES)
+    flip = flip_average_of(keras_path)
     val_crops = device_crops(data["images"][val], size)
     val_labels, val_kinds = data["labels"][val], data["kinds"][val]
-    p_int8 = _probs(int8_path, val_crops, labels)
-    p_float = _probs(float_path, val_crops, labels)
-    p_int8_gray = _probs(int8_path, grayscale_crops(val_crops), labels)
+    p_int8 = _probs(int8_path, val_crops, labels, flip)
+    p_float = _probs(float_path, val_crops, labels, flip)
+    p_int8_gray = _probs(int8_path, grayscale_crops(val_crops), labels, flip)
     choice = choose_threshold(p_int8[:, cd.MASK], val_labels == cd.MASK, MAX_CROP_FALSE_ACCEPT,
                               p_mask_grayscale=p_int8_gray[:, cd.MASK])
     t = choice["threshold"]
@@ -92,7 +102,7 @@ def convert_classifier(shared: Path, out_dir: Path, float_dir: Path, keras_path:
         **manifest.io_fields(check),
         labels=labels,
         crop={"margin": cd.CROP_MARGIN, "size": size, "function": "maskgate.edge.crops.face_crop"},
-        test_time={"flip_average": FLIP_AVERAGE},
+        test_time={"flip_average": flip},
         thresholds={"p_mask": t, "chosen": {**choice, "on": CROP_LEVEL_ON}},
         source={"file": keras_path.name, "sha256": manifest.sha256_file(keras_path), **_training_record(keras_path)},
         calibration={"crops": len(calib), "from": "training split of the crop set (maskgate train)", "seed": 0},

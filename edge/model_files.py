@@ -18,7 +18,9 @@ from maskgate.edge.detector import FaceDetector
 from maskgate.edge.runtime import load_model
 from maskgate.errors import ModelError
 
-DEFAULT_DETECTOR = "face_detector_224x168_int8.tflite"
+#: res10 fine-tuned on masked faces (``maskgate detector train``); the original port's files stay beside
+#: it, checked against cv2.dnn by the parity tests
+DEFAULT_DETECTOR = "face_detector_ft_224x168_int8.tflite"
 DEFAULT_CLASSIFIER = "mask_classifier_int8.tflite"
 
 

@@ -78,13 +78,13 @@ def in_validation(group: str) -> bool:
 UNANNOTATED_PRONE = ("wild/false_detection", "wild/doorway_false_detection")
 
 
-def threshold_split(kinds: np.ndarray, val: np.ndarray, *, audited: bool = False) -> np.ndarray:
+def threshold_split(kinds: np.ndarray, val: np.ndarray, *, audited: bool = True) -> np.ndarray:
     """The validation examples that choose thresholds and compare models (see :data:`THRESHOLD_SOURCES`).
 
-    ``audited`` also leaves out :data:`UNANNOTATED_PRONE`: the crop-level rule then counts annotated
-    faces and face-free regions only, and objects are left to the gate-level rule's face-free frames
-    (which were checked by eye, :mod:`maskgate.facefree`).  An option of ``maskgate seeds``; the
-    committed thresholds use every example.
+    ``audited`` (the committed rule since 2026-12-02) also leaves out :data:`UNANNOTATED_PRONE`: the
+    crop-level rule then counts annotated faces and face-free regions only, and objects are left to
+    the gate-level rule's face-free frames (which were checked by eye, :mod:`maskgate.facefree`).
+    ``maskgate seeds --unaudited`` judges runs by the earlier rule, every example counted.
     """
     source = np.char.partition(kinds.astype(str), "/")[:, 0]
     keep = val & np.isin(source, THRESHOLD_SOURCES)

@@ -8,8 +8,9 @@ the difference of two recipes' means is larger than their spread says it could b
 Each run is judged with its float Keras model (int8 is within a few tenths of a point of it, and
 converting every run would cost more than the comparison), with the gate's own candidate logic:
 the device's detector runs once over the frames, its candidates (the gate's size, same-person and
-score rules) are recorded with their crops, and each run's classifier scores those crops with the
-device's mirror averaging.  Thresholds follow the committed rules exactly: the crop-level ``p_mask``
+score rules) are recorded with their crops, and each run's classifier scores those crops as the
+device would (averaged with the mirror image where the run's settings ask for it).  Thresholds
+follow the committed rules exactly: the crop-level ``p_mask``
 from the run's validation crops (:func:`maskgate.models.train.choose_threshold`, in colour and
 grayscale), then the gate-level pair (:func:`maskgate.convert.classifier.choose_pair`).
 """
@@ -26,6 +27,7 @@ import numpy as np
 
 from maskgate.edge.analysis import Candidate, FrameAnalyzer
 from maskgate.edge.crops import face_crop
+from maskgate.errors import ModelError
 from maskgate.models import classifier_data as cd
 
 log = logging.getLogger(__name__)
@@ -102,25 +104,32 @@ def cached_frames(shared: Path, detector_path: Path, size: int, cache_dir: Path,
 
 
 def _keras_scorer(run_dir: Path):
-    """(input size, flip-averaged probabilities of a crop batch, recipe, seed, training seconds) of a run."""
+    """(input size, probabilities of a crop batch as the device computes them, recipe, seed, training seconds) of a run."""
     from maskgate.models.mask_classifier import load_mask_classifier
     from maskgate.models.train import flip_averaged
 
     model = load_mask_classifier(run_dir / "mask_classifier.keras")
     report = json.loads((run_dir / "report.json").read_text())
     s = report["settings"]
-    return (int(model.input_shape[1]), lambda crops: flip_averaged(model, crops), s.get("recipe", "custom"), s["seed"],
+    flip = s.get("flip_average", True)
+    return (int(model.input_shape[1]), lambda crops: flip_averaged(model, crops, flip), s.get("recipe", "custom"), s["seed"],
             report.get("seconds"))
 
 
 def _tflite_scorer(path: Path):
     """The same for a converted model file (the committed classifier, as a reference line in the table)."""
-    from maskgate.convert.classifier import _probs
+    from maskgate.convert.classifier import FLIP_AVERAGE, _probs
+    from maskgate.edge.model_files import manifest_entry
 
-    return _model_size(path), lambda crops: _probs(path, crops, list(cd.CLASSES)), f"committed {path.name}", "-", None
+    try:
+        flip = bool(manifest_entry(path).get("test_time", {}).get("flip_average", FLIP_AVERAGE))
+    except ModelError:
+        flip = FLIP_AVERAGE
+    return (_model_size(path), lambda crops: _probs(path, crops, list(cd.CLASSES), flip), f"committed {path.name}", "-",
+            None)
 
 
-def judge_run(run: Path, frames_by_size: dict[int, RecordedFrames], crop_set: dict, *, audited: bool = False) -> dict:
+def judge_run(run: Path, frames_by_size: dict[int, RecordedFrames], crop_set: dict, *, audited: bool = True) -> dict:
     """Crop-level and gate-level figures of one training run folder (Keras model and report) or model file."""
     from types import SimpleNamespace
 
@@ -216,10 +225,10 @@ def _model_size(path: Path) -> int:
 
 
 def compare(shared: Path, detector_path: Path, run_dirs: list[Path], crops_dir: Path, *, baseline: str | None = None,
-            per_role: int | None = None, limit: int | None = None, audited: bool = False) -> tuple[list[dict], str]:
+            per_role: int | None = None, limit: int | None = None, audited: bool = True) -> tuple[list[dict], str]:
     """Judge every run and tabulate them (``limit``: the crop set of ``maskgate train --limit``; tests).
 
-    ``audited``: the crop-level rule without :data:`~maskgate.models.classifier_data.UNANNOTATED_PRONE`.
+    ``audited`` (the committed rule; False: every example counted): the crop-level rule without :data:`~maskgate.models.classifier_data.UNANNOTATED_PRONE`.
     """
     from maskgate.models.train import load_or_build_crops
 

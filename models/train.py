@@ -52,19 +52,27 @@ class TrainSettings:
     input_size: int = cd.CROP_SIZE
     sources: tuple[str, ...] = ("faces", "wild", "faces12k")  # which sources' training examples are drawn
     recipe: str = "custom"  # the name in RECIPES these settings came from
+    #: how the device runs the model: each face and its mirror image, averaged (two passes a face)
+    flip_average: bool = True
+    #: > 1: an ensemble (models/ensemble.py) of that many runs of ``member_recipe``, probabilities averaged
+    members: int = 1
+    member_recipe: str = ""
 
 
 #: Named training set-ups compared over seeds (``maskgate train --recipe``, ``maskgate seeds``;
-#: docs/training.md has the comparison).  ``v2`` is the committed classifier's recipe (40 epochs);
-#: ``fast`` and ``fast+12k`` draw 24 epochs of examples, the second from data/faces12k too.
+#: docs/training.md has the comparison).  ``v2x2`` is the committed classifier's recipe: two ``v2``
+#: runs (40 epochs each) averaged as one model; ``fast`` and ``fast+12k`` draw 24 epochs of examples,
+#: the second from data/faces12k too.
 RECIPES = {
     "v2": dict(epochs=40, sources=("faces", "wild")),
+    # two v2 runs (seeds 2s and 2s+1), averaged, each face seen once: two passes a face, as v2 with its mirror
+    "v2x2": dict(epochs=40, sources=("faces", "wild"), members=2, member_recipe="v2", flip_average=False),
     "fast": dict(sources=("faces", "wild")),
     "fast+12k": dict(),
     "fast+12k-112": dict(input_size=112),
     "v2+12k": dict(epochs=40),
 }
-DEFAULT_RECIPE = "v2"
+DEFAULT_RECIPE = "v2x2"
 
 
 def recipe_settings(name: str, **overrides) -> TrainSettings:
@@ -133,9 +141,11 @@ def device_crops(images: np.ndarray, size: int = cd.CROP_SIZE) -> np.ndarray:
     return np.stack([cd.device_crop_from_context(c, size) for c in images])
 
 
-def flip_averaged(model, crops: np.ndarray) -> np.ndarray:
-    """Class probabilities of each crop averaged with its mirror image's, as the device computes them."""
+def flip_averaged(model, crops: np.ndarray, flip: bool = True) -> np.ndarray:
+    """Class probabilities of each crop, averaged with its mirror image's (``flip``), as the device computes them."""
     a = model.predict(crops.astype(np.float32), batch_size=256, verbose=0)
+    if not flip:
+        return a
     b = model.predict(crops[:, :, ::-1].astype(np.float32), batch_size=256, verbose=0)
     return (a + b) / 2.0
 
@@ -236,10 +246,12 @@ def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSetti
     ``build/crops``) so that every seed and recipe uses the same crops without running the detector again.
     """
     from maskgate.models.mask_classifier import build_mask_classifier
-    from maskgate.models.report import plot_confusion, plot_curves
 
     s = settings or TrainSettings()
-    tf = import_tensorflow()
+    if s.members > 1:
+        from maskgate.models.ensemble import train_ensemble
+
+        return train_ensemble(shared, detector_path, out_dir, s, limit=limit, crops_dir=crops_dir)
     keras = import_keras()
     keras.utils.set_random_seed(s.seed)
     t0 = time.time()
@@ -276,37 +288,54 @@ def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSetti
     fit_seconds = time.time() - t_fit
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / "mask_classifier.keras"
-    model.save(model_path)
-    probs = flip_averaged(model, val_crops)
-    probs_gray = flip_averaged(model, grayscale_crops(val_crops))
+    model.save(out_dir / "mask_classifier.keras")
+    timing = {"seconds": round(time.time() - t0, 1),
+              "fit_seconds": round(fit_seconds, 1),  # of which making batches:
+              "augment_seconds": round(batches.seconds, 1)}
+    history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return write_report(model, s, data, out_dir, history=history, timing=timing)
+
+
+def write_report(model, s: TrainSettings, data: dict, out_dir: Path, *, history: dict | None, timing: dict,
+                 extra: dict | None = None) -> dict:
+    """Validation figures, the threshold and how the run was made: ``report.json`` (and plots) in ``out_dir``."""
+    from maskgate.models.report import plot_confusion, plot_curves
+
+    tf = import_tensorflow()
+    keras = import_keras()
+    images, labels, kinds, val = data["images"], data["labels"], data["kinds"], data["val"]
+    val_idx = np.flatnonzero(cd.threshold_split(kinds, val))
+    val_crops = device_crops(images[val_idx], s.input_size)
+    probs = flip_averaged(model, val_crops, s.flip_average)
+    probs_gray = flip_averaged(model, grayscale_crops(val_crops), s.flip_average)
     is_mask = labels[val_idx] == cd.MASK
     choice = choose_threshold(probs[:, cd.MASK], is_mask, s.max_false_accept, p_mask_grayscale=probs_gray[:, cd.MASK])
+    source = np.char.partition(kinds.astype(str), "/")[:, 0]
     report = {
         "settings": asdict(s),
-        "examples": {"train": int(len(train_idx)), "validation": int(len(val_idx))},
+        "examples": {"train": int(np.sum(~val & np.isin(source, s.sources))), "validation": int(len(val_idx))},
         "threshold_choice": choice,
         "validation": evaluate_split(probs, labels[val_idx], kinds[val_idx], choice["threshold"]),
-        "held_out_faces12k": _faces12k_report(model, images, labels, kinds, val, s.input_size, choice["threshold"]),
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-        "seconds": round(time.time() - t0, 1),
-        "fit_seconds": round(fit_seconds, 1),  # of which making batches:
-        "augment_seconds": round(batches.seconds, 1),
+        "held_out_faces12k": _faces12k_report(model, images, labels, kinds, val, s, choice["threshold"]),
+        "history": history,
+        **timing,
         "machine": machine(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        **(extra or {}),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_curves(report["history"], out_dir / "curves.png")
+    if history:
+        plot_curves(history, out_dir / "curves.png")
     plot_confusion(report["validation"]["confusion_argmax"], list(cd.CLASSES), out_dir / "confusion.png")
     log.info("trained in %.0f s; threshold %.3f: val false accepts %.2f%%, false rejects %.2f%%",
              report["seconds"], choice["threshold"], 100 * choice["false_accept_rate"], 100 * choice["false_reject_rate"])
     return report
 
 
-def _faces12k_report(model, images, labels, kinds, val, size: int, threshold: float) -> dict | None:
+def _faces12k_report(model, images, labels, kinds, val, s: TrainSettings, threshold: float) -> dict | None:
     sel = np.flatnonzero(val & np.char.startswith(kinds.astype(str), "faces12k/"))
     if not len(sel):
         return None
-    probs = flip_averaged(model, device_crops(images[sel], size))
+    probs = flip_averaged(model, device_crops(images[sel], s.input_size), s.flip_average)
     return evaluate_split(probs, labels[sel], kinds[sel], threshold)

@@ -14,6 +14,7 @@ import pytest
 from maskgate import datasets
 from maskgate.convert.edgetpu_check import check_tflite
 from maskgate.convert.manifest import sha256_file
+from maskgate.edge.model_files import DEFAULT_DETECTOR
 from maskgate.edge.runtime import load_model
 from maskgate.models import ARTIFACT_DIR
 
@@ -29,7 +30,7 @@ def test_every_tflite_file_is_in_the_manifest_and_vice_versa():
         ref = entry.get("float_reference", {})
         if ref.get("committed"):
             assert ref["file"] in on_disk
-    assert {"face_detector_224x168_int8.tflite", "face_detector_300x300_int8.tflite",
+    assert {"face_detector_224x168_int8.tflite", "face_detector_300x300_int8.tflite", DEFAULT_DETECTOR,
             "mask_classifier_int8.tflite"} <= set(INT8)
 
 
@@ -76,8 +77,8 @@ def test_classifier_size_labels_and_thresholds():
     assert entry["thresholds"]["p_mask"] >= crop["threshold"]
     for rates in (crop, crop["grayscale"]):
         assert rates["false_accept_rate"] <= crop["max_false_accept"], rates
-    det = MANIFEST["artifacts"]["face_detector_224x168_int8.tflite"]
-    assert 0 < det["thresholds"]["score"] < 1
+    det = MANIFEST["artifacts"][DEFAULT_DETECTOR]
+    assert 0 < det["thresholds"]["score"] < 1 and det["thresholds"]["chosen_with"] == "mask_classifier_int8.tflite"
 
 
 def test_detector_metrics_recorded_at_conversion_meet_the_parity_targets():

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import need_tensorflow
 from maskgate.convert.edgetpu_check import check_tflite
+from maskgate.edge.model_files import DEFAULT_DETECTOR
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +50,7 @@ def test_training_and_classifier_conversion_on_a_few_pictures(shared, tmp_path):
 
     out = tmp_path / "models"
     out.mkdir()
-    det = out / "face_detector_224x168_int8.tflite"
+    det = out / DEFAULT_DETECTOR
     shutil.copy(ARTIFACT_DIR / det.name, det)
     build = tmp_path / "build"
     report = train(shared, det, build, TrainSettings(epochs=1, epoch_size=64, batch_size=16), limit=12)
@@ -140,3 +141,40 @@ def test_the_training_profile_times_each_variant_side_by_side():
     assert all(v > 0 for v in steps.values()) and p["augment_ms_per_batch"] > 0
     assert p["ratios_to_keras_batch_norm"]["step_ms_keras_batch_norm"] == 1.0
     assert 0 < p["augment_share_of_fused_step"] < 1
+
+
+def test_an_ensemble_averages_its_members_and_converts_to_one_int8_file(shared, tmp_path):
+    """Two tiny members trained, put together as one model, converted; the device runs it as any classifier."""
+    from maskgate.convert.classifier import convert_classifier
+    from maskgate.models import ARTIFACT_DIR
+    from maskgate.models.ensemble import is_run_of, member_settings, train_ensemble
+    from maskgate.models.mask_classifier import load_mask_classifier
+    from maskgate.models.train import recipe_settings, train
+
+    out = tmp_path / "models"
+    out.mkdir()
+    det = out / DEFAULT_DETECTOR
+    shutil.copy(ARTIFACT_DIR / det.name, det)
+    tiny = dict(epochs=1, epoch_size=64, batch_size=16)
+    s = recipe_settings("v2x2", seed=1, **tiny)
+    members = [tmp_path / "v2_s2", tmp_path / "v2_s3"]
+    # one member is already there (as `maskgate seeds` finds it): it is used, the other trained
+    train(shared, det, members[0], member_settings(s, 2), limit=12, crops_dir=tmp_path)
+    first = (members[0] / "mask_classifier.keras").stat().st_mtime_ns
+    report = train_ensemble(shared, det, tmp_path / "ens", s, limit=12, crops_dir=tmp_path, member_dirs=members)
+    assert (members[0] / "mask_classifier.keras").stat().st_mtime_ns == first
+    assert [m["seed"] for m in report["members"]] == [2, 3] and is_run_of(members[1], member_settings(s, 3))
+    assert report["settings"]["flip_average"] is False and report["settings"]["members"] == 2
+    assert is_run_of(tmp_path / "ens", s) and not is_run_of(tmp_path / "ens", recipe_settings("v2x2", seed=0, **tiny))
+
+    ens = load_mask_classifier(tmp_path / "ens" / "mask_classifier.keras")
+    crops = np.random.default_rng(0).integers(0, 256, (6, 96, 96, 3)).astype(np.float32)
+    parts = [load_mask_classifier(d / "mask_classifier.keras").predict(crops, verbose=0) for d in members]
+    np.testing.assert_allclose(ens.predict(crops, verbose=0), (parts[0] + parts[1]) / 2, atol=1e-5)
+
+    name, entry = convert_classifier(shared, out, tmp_path / "float", tmp_path / "ens" / "mask_classifier.keras",
+                                     command="maskgate train (test)", measure=False, calibration_count=16, limit=12,
+                                     crops_dir=tmp_path)
+    assert entry["edgetpu_check"]["ok"], entry["edgetpu_check"]["problems"]
+    assert entry["test_time"] == {"flip_average": False} and entry["source"]["training"]["settings"]["members"] == 2
+    assert entry["bytes"] < 1_000_000

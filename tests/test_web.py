@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from maskgate.democlip import Segment, write_clip
+from maskgate.edge.model_files import DEFAULT_DETECTOR
 from maskgate.edge.config import Config
 from maskgate.edge.web.live import LIVE_LONG_SIDE, MIN_FACE_INK, LiveFrame, LiveView, render
 from maskgate.edge.web.tokens import load_or_create, read_tokens
@@ -76,7 +77,7 @@ def test_viewer_sees_status_and_events_but_cannot_act(empty_clip, factory, tmp_p
         status, _, st = http("GET", g.url + "api/status", token=VIEWER)
         assert status == 200
         assert st["lock"] == "locked" and st["device"] == cfg.device.name and st["door"] == cfg.device.door_id
-        assert {m["file"] for m in st["models"]} == {"face_detector_224x168_int8.tflite", "mask_classifier_int8.tflite"}
+        assert {m["file"] for m in st["models"]} == {DEFAULT_DETECTOR, "mask_classifier_int8.tflite"}
         assert all(len(m["sha256"]) == 12 for m in st["models"]) and st["min_face"] == cfg.detection.min_face
         assert st["uptime_s"] >= 0 and "fps" in st and "infer_ms" in st
         for action in ("pulse", "lock", "reload"):

@@ -29,39 +29,30 @@ def add_arguments(p):
     p.add_argument("--json", type=Path, help="also write every run's figures and the table here")
     p.add_argument("--detector", type=Path, help="the int8 door detector the runs are trained with (its crops) and judged "
                    "with (default: the gate's); use a separate --out for each detector")
-    p.add_argument("--audited", action="store_true", help="crop-level rule without the 'not a face' detections away "
-                   "from annotated faces (many are unannotated masked faces; docs/training.md, 'The label audit')")
+    p.add_argument("--unaudited", action="store_true", help="judge by the crop-level rule before the label audit: every "
+                   "'not a face' detection counted, also those away from annotated faces (many are unannotated masked "
+                   "faces; docs/training.md, 'The label audit')")
     p.add_argument("--reference", type=Path, nargs="*", default=None, metavar="TFLITE",
                    help="model files judged the same way, as reference lines (default: the committed int8 classifier)")
 
 
-def _train_in_parallel(runs: list[tuple[str, int, Path]], jobs: int, shared: Path, detector: Path) -> None:
-    """Each run a ``maskgate train`` process with one TensorFlow thread, ``jobs`` at a time.
+def _member_runs(settings, out: Path) -> list[tuple[object, Path]]:
+    """An ensemble's members as runs of their recipe in ``out`` (shared with that recipe's own runs there)."""
+    from maskgate.models.ensemble import member_seeds, member_settings
 
-    This network's ops are too small for TensorFlow to keep two threads busy: one run with one
-    thread takes about as long per step as with two, so two runs side by side take half the time.
-    """
-    import os
-    import subprocess
-    import sys
-    from concurrent.futures import ThreadPoolExecutor
+    if settings.members <= 1:
+        return []
+    members = [member_settings(settings, seed) for seed in member_seeds(settings)]
+    return [(m, out / f"{m.recipe}_s{m.seed}") for m in members]
 
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
-    def one(item):
-        recipe, seed, run = item
-        run.mkdir(parents=True, exist_ok=True)
-        print(f"training {run.name} (log: {run / 'train.log'})", flush=True)
-        with open(run / "train.log", "w") as log:
-            done = subprocess.run([sys.executable, "-m", "maskgate", "train", "--recipe", recipe, "--seed", str(seed),
-                                   "--out", str(run), "--shared", str(shared), "--detector", str(detector),
-                                   "--no-convert"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
-        if done.returncode:
-            raise DataError(f"training {run.name} failed (exit {done.returncode}); see {run / 'train.log'}")
-
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(one, runs))
+def _single_runs(planned, out: Path) -> list[tuple[object, Path]]:
+    """Every single training run the plan needs: its single-model runs and its ensembles' members, once each."""
+    runs = {}
+    for settings, run in planned:
+        for m, d in (_member_runs(settings, out) if settings.members > 1 else [(settings, run)]):
+            runs.setdefault(d, m)
+    return [(m, d) for d, m in runs.items()]
 
 
 def _ints(text: str) -> list[int]:
@@ -85,8 +76,10 @@ def main(args) -> int:
     from maskgate import datasets
     from maskgate.convert.detector import door_detector
     from maskgate.models import ARTIFACT_DIR
+    from maskgate.models.ensemble import is_run_of, train_ensemble
     from maskgate.models.seed_compare import compare
     from maskgate.models.train import recipe_settings, train
+    from maskgate.models.training_runs import train_in_parallel
     from maskgate.models.train_config import build_dir, crops_dir
 
     recipes, seeds = args.recipes, args.seeds
@@ -96,21 +89,30 @@ def main(args) -> int:
         raise DataError(f"--detector: no such file {detector}")
     out = args.out or build_dir() / "seeds"
     # seed by seed, so that a stopped comparison still has every recipe at the seeds it got to
-    planned = [(recipe, seed, out / f"{recipe}_s{seed}") for seed in seeds for recipe in recipes]
-    missing = [p for p in planned if not (p[2] / "report.json").is_file()]
+    planned = [(recipe_settings(recipe, seed=seed), out / f"{recipe}_s{seed}") for seed in seeds for recipe in recipes]
+    singles = _single_runs(planned, out)
+    for settings, run in singles:
+        if (run / "report.json").is_file() and not is_run_of(run, settings):
+            raise DataError(f"{run} holds a run of other settings than {settings.recipe} at seed {settings.seed}; "
+                            "move it away or use another --out")
+    missing = [(settings, run) for settings, run in singles if not is_run_of(run, settings)]
     if missing and not args.compare_only:
         if args.jobs > 1:
-            _train_in_parallel(missing, args.jobs, shared, detector)
+            train_in_parallel(missing, args.jobs, shared, detector)
         else:
-            for recipe, seed, run in missing:
+            for settings, run in missing:
                 print(f"training {run.name}", flush=True)
-                train(shared, detector, run, recipe_settings(recipe, seed=seed), crops_dir=crops_dir())
-    runs = [run for _, _, run in planned if (run / "report.json").is_file()]
+                train(shared, detector, run, settings, crops_dir=crops_dir())
+    for settings, run in planned:  # ensembles whose members are all there: put together (seconds)
+        members = _member_runs(settings, out)
+        if settings.members > 1 and not is_run_of(run, settings) and all(is_run_of(d, m) for m, d in members):
+            train_ensemble(shared, detector, run, settings, crops_dir=crops_dir(), member_dirs=[d for _, d in members])
+    runs = [run for _, run in planned if (run / "report.json").is_file()]
     if not runs:
         raise DataError(f"no runs to compare in {out}")
     references = [ARTIFACT_DIR / "mask_classifier_int8.tflite"] if args.reference is None else args.reference
     runs = list(references) + runs
-    results, table = compare(shared, detector, runs, crops_dir(), baseline=recipes[0], audited=args.audited)
+    results, table = compare(shared, detector, runs, crops_dir(), baseline=recipes[0], audited=not args.unaudited)
     print(table)
     if args.json:
         args.json.write_text(json.dumps({"runs": results, "table": table}, indent=2) + "\n")

@@ -20,6 +20,10 @@ def add_arguments(p):
     p.add_argument("--recipe", default=None, help="a named training set-up (default: v2, the committed classifier's; see RECIPES in models/train.py)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--epoch-size", type=int, help="override the examples drawn per epoch")
+    p.add_argument("--batch-size", type=int, help="override the batch size")
+    p.add_argument("--crops", type=Path, help="the cached crop sets' folder (default: build/crops)")
+    p.add_argument("--jobs", type=int, default=2, help="an ensemble's members trained side by side, one TensorFlow "
+                   "thread each (default: %(default)s, for 2 cores)")
     p.add_argument("--limit", type=int, help="use only this many pictures per source (quick runs and tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-convert", action="store_true", help="do not convert the trained model to int8 afterwards")
@@ -47,9 +51,16 @@ def main(args) -> int:
     out = args.out or build_dir() / "classifier"
     if args.recipe is not None and args.recipe not in RECIPES:
         raise DataError(f"--recipe: unknown recipe {args.recipe!r} (known: {', '.join(RECIPES)})")
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("epoch_size", args.epoch_size)) if v is not None}
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("epoch_size", args.epoch_size),
+                                   ("batch_size", args.batch_size)) if v is not None}
     settings = recipe_settings(args.recipe or DEFAULT_RECIPE, seed=args.seed, **overrides)
-    report = train(shared, detector, out, settings, limit=args.limit, crops_dir=crops_dir())
+    crops = args.crops or crops_dir()
+    if settings.members > 1:
+        from maskgate.models.ensemble import train_ensemble
+
+        report = train_ensemble(shared, detector, out, settings, limit=args.limit, crops_dir=crops, jobs=args.jobs)
+    else:
+        report = train(shared, detector, out, settings, limit=args.limit, crops_dir=crops)
     c = report["threshold_choice"]
     print(f"model: {out / 'mask_classifier.keras'}")
     print(f"validation: threshold {c['threshold']:.3f}, false accepts {100 * c['false_accept_rate']:.2f}% "
@@ -60,6 +71,6 @@ def main(args) -> int:
 
     command = " ".join(["maskgate"] + sys.argv[1:]) if sys.argv[1:2] == ["train"] else "maskgate train"
     convert_all(shared, ARTIFACT_DIR, detector_sizes=[], classifier_keras=out / "mask_classifier.keras", command=command,
-                crops_dir=crops_dir())
+                crops_dir=crops)
     print(f"converted: {ARTIFACT_DIR / 'mask_classifier_int8.tflite'}")
     return 0
