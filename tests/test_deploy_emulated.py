@@ -88,14 +88,20 @@ def events(db: Path) -> list[tuple]:
         conn.close()
 
 
+#: how far the arm64 and x86-64 runs' p_mask may lie apart on one event (int8 kernels round apart).
+#: Measured on the demo clip: at most 0.003 on unlocks; 0.067 on one "no mask" frame (0.33 vs 0.26)
+#: with the two-network ensemble, 0.02 with the single network before it.
+P_MASK_APART = 0.1
+
+
 def same_decisions(a: list[tuple], b: list[tuple]) -> None:
-    """Equal events (kind, frame, decision, detail); p_mask equal to 0.02 (int8 kernels may round apart)."""
+    """Equal events (kind, frame, decision, detail); p_mask equal to :data:`P_MASK_APART`."""
     assert [e[:3] for e in a] == [e[:3] for e in b]
     for x, y in zip(a, b):
         if x[0] != "started":  # names the source's path
             assert x[3] == y[3], (x, y)
         if x[4] is not None or y[4] is not None:
-            assert abs(x[4] - y[4]) <= 0.02, (x, y)
+            assert abs(x[4] - y[4]) <= P_MASK_APART, (x, y)
 
 
 def unit_command(root: Path, key: str) -> list[str]:
