@@ -241,6 +241,10 @@ def gate_metrics(shared: Path, out_dir: Path, float_dir: Path, float_classifier:
     variants = {"int8": {}}
     if float_det.is_file():
         variants["float"] = {"detector": float_det, "classifier": float_classifier}
+    else:
+        # Said, not silently left out: int8 vs float is a target (`maskgate bench` reads it from here).
+        out["float"] = {"skipped": f"float detector not found: {float_det} (`maskgate detector train`, or "
+                                   "`maskgate convert --only detector` for the original port, writes it)"}
     for name, files in variants.items():
         analyzer = build_analyzer(cfg, **files)
         out[name] = {

@@ -239,11 +239,12 @@ def evaluate_split(probs: np.ndarray, labels: np.ndarray, kinds: np.ndarray, thr
 
 
 def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSettings | None = None, *,
-          limit: int | None = None, crops_dir: Path | None = None) -> dict:
+          limit: int | None = None, crops_dir: Path | None = None, jobs: int = 1) -> dict:
     """Train and write the model, curves, confusion matrix and report into ``out_dir``.
 
     The crop set is cached in ``crops_dir`` (default ``out_dir``; ``maskgate train`` uses
     ``build/crops``) so that every seed and recipe uses the same crops without running the detector again.
+    An ensemble's members are trained ``jobs`` at a time, one TensorFlow thread each.
     """
     from maskgate.models.mask_classifier import build_mask_classifier
 
@@ -251,7 +252,7 @@ def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSetti
     if s.members > 1:
         from maskgate.models.ensemble import train_ensemble
 
-        return train_ensemble(shared, detector_path, out_dir, s, limit=limit, crops_dir=crops_dir)
+        return train_ensemble(shared, detector_path, out_dir, s, limit=limit, crops_dir=crops_dir, jobs=jobs)
     keras = import_keras()
     keras.utils.set_random_seed(s.seed)
     t0 = time.time()

@@ -17,7 +17,7 @@ def add_arguments(p):
     p.add_argument("--detector", type=Path, help="int8 detector used to find the training faces "
                    "(default: the gate's, edge.model_files.DEFAULT_DETECTOR in models/)")
     p.add_argument("--out", type=Path, help="training outputs (default: build/classifier)")
-    p.add_argument("--recipe", default=None, help="a named training set-up (default: v2, the committed classifier's; see RECIPES in models/train.py)")
+    p.add_argument("--recipe", default=None, help="a named training set-up (default: DEFAULT_RECIPE in models/train.py, the committed classifier's: v2x2)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--epoch-size", type=int, help="override the examples drawn per epoch")
     p.add_argument("--batch-size", type=int, help="override the batch size")
@@ -55,12 +55,7 @@ def main(args) -> int:
                                    ("batch_size", args.batch_size)) if v is not None}
     settings = recipe_settings(args.recipe or DEFAULT_RECIPE, seed=args.seed, **overrides)
     crops = args.crops or crops_dir()
-    if settings.members > 1:
-        from maskgate.models.ensemble import train_ensemble
-
-        report = train_ensemble(shared, detector, out, settings, limit=args.limit, crops_dir=crops, jobs=args.jobs)
-    else:
-        report = train(shared, detector, out, settings, limit=args.limit, crops_dir=crops)
+    report = train(shared, detector, out, settings, limit=args.limit, crops_dir=crops, jobs=args.jobs)
     c = report["threshold_choice"]
     print(f"model: {out / 'mask_classifier.keras'}")
     print(f"validation: threshold {c['threshold']:.3f}, false accepts {100 * c['false_accept_rate']:.2f}% "
