@@ -6,6 +6,8 @@
                                             recall by class and distance, boxes against cv2.dnn's, false
                                             detections on face-free frames, for cv2.dnn at 300x300, the
                                             committed int8 detector and each run (float) or .tflite given
+  maskgate detector compare --gate RUN ...  also each at the gate, the committed classifier held fixed
+                                            (the pair the gate-level rule chooses for each detector)
   maskgate detector convert RUN             the run's weights as an int8 224x168 detector in models/,
                                             with its own manifest entry (face_detector_ft_224x168_int8.tflite)
 
@@ -35,6 +37,9 @@ def add_arguments(p):
     c.add_argument("detectors", nargs="*", type=Path, help="fine-tuning run folders or .tflite detectors")
     c.add_argument("--limit", type=int, help="only this many frames of each kind (quick runs and tests)")
     c.add_argument("--json", type=Path, help="also write every figure here")
+    c.add_argument("--gate", action="store_true", help="also judge the door's detector and each one given at the gate: "
+                   "the committed classifier held fixed, each with the threshold pair the gate-level rule chooses "
+                   "for it (about 20 s each; runs are converted to int8 first)")
     c.add_argument("--shared", type=Path, help="the shared data folder (default: ../shared)")
     v = sub.add_parser("convert", help="a fine-tuning run → int8 TFLite detector in models/ with its manifest entry")
     v.add_argument("run", type=Path, help="the fine-tuning run's folder")
@@ -102,9 +107,36 @@ def _compare(args, shared: Path) -> int:
     result = compare_detectors(shared, detectors, reference=OpenCVReference(*face_detector_files(shared), 300, 300),
                                limit=args.limit)
     print(format_comparison(result))
+    if args.gate:
+        result["gate"] = _judge_at_gate(args.detectors, shared)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+def _judge_at_gate(detectors: list[Path], shared: Path) -> dict:
+    """The door's detector and each given one at the gate (:mod:`maskgate.convert.detector_gate`); prints the table."""
+    import tempfile
+
+    from maskgate.convert.detector import door_detector
+    from maskgate.convert.detector_gate import format_judgements, judge_at_gate
+    from maskgate.convert.finetuned_detector import convert_finetuned
+    from maskgate.models import ARTIFACT_DIR
+
+    door = door_detector(ARTIFACT_DIR)
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="maskgate-int8-") as tmp:
+        for i, p in enumerate([door] + [p for p in detectors if p.resolve() != door.resolve()]):
+            path = p
+            if p.suffix != ".tflite":  # a fine-tuning run: its int8 file, as `maskgate detector convert` makes it
+                out = Path(tmp) / str(i)
+                out.mkdir()
+                name, _ = convert_finetuned(shared, out, p, command="", measure=False, float_dir=out / "float")
+                path = out / name
+            rows[p.name if p.name not in rows else str(p)] = judge_at_gate(shared, path, ARTIFACT_DIR)
+    print()
+    print(format_judgements(rows))
+    return rows
 
 
 def _convert(args, shared: Path) -> int:
