@@ -1,8 +1,8 @@
 """A detector judged at the gate with the committed classifier held fixed (``maskgate detector compare --gate``).
 
 A new detector's full gate figure needs a classifier trained on its crops (``maskgate train``, about 15
-minutes a seed).  Holding the committed classifier fixed isolates the detector and costs about a
-minute: the gate-level rule of :func:`maskgate.convert.classifier.choose_detector_threshold` picks
+minutes a seed).  Holding the committed classifier fixed isolates the detector and costs about 20 s
+a detector: the gate-level rule of :func:`maskgate.convert.classifier.choose_detector_threshold` picks
 this detector's own (score, ``p_mask``) pair, exactly as ``maskgate convert`` would, and the encounters
 and face-free frames are then counted at that pair.  The committed classifier was trained on the
 committed detector's crops, so the comparison favours the committed detector; among new runs it is
