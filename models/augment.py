@@ -71,8 +71,12 @@ def _pick(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
     return np.flatnonzero(rng.random(n) < p)
 
 
-def photometric_batch(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Appearance changes of a uint8 batch (N, S, S, 3); returns a new uint8 batch."""
+def photometric_batch(img: np.ndarray, rng: np.random.Generator, *, p_grayscale: float | None = None) -> np.ndarray:
+    """Appearance changes of a uint8 batch (N, S, S, 3); returns a new uint8 batch.
+
+    ``p_grayscale``: the share of examples without colour (a recipe setting, ``TrainSettings.grayscale``;
+    default :data:`P_GRAYSCALE`).
+    """
     n, size = len(img), img.shape[1]
     img = img.copy()
     for i in _pick(rng, n, P_LOW_RES):  # a face far away, or a small lores stream
@@ -84,7 +88,7 @@ def photometric_batch(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = img.astype(np.float32)
     wb = _pick(rng, n, P_WHITE_BALANCE)
     x[wb] *= rng.uniform(0.85, 1.15, (len(wb), 1, 1, 3)).astype(np.float32)
-    gray = _pick(rng, n, P_GRAYSCALE)  # an IR camera at night: the device's own conversion's weights
+    gray = _pick(rng, n, P_GRAYSCALE if p_grayscale is None else p_grayscale)  # an IR camera at night: the device's own conversion's weights
     if len(gray):
         g = x[gray] @ np.array([0.114, 0.587, 0.299], np.float32)
         x[gray] = g[..., None]
@@ -111,6 +115,7 @@ def photometric_batch(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def augment_batch(ctx: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+def augment_batch(ctx: np.ndarray, rng: np.random.Generator, size: int, *,
+                  p_grayscale: float | None = None) -> np.ndarray:
     """Training views (N, size, size, 3) uint8 of context crops (N, C, C, 3)."""
-    return photometric_batch(geometric_batch(ctx, rng, size), rng)
+    return photometric_batch(geometric_batch(ctx, rng, size), rng, p_grayscale=p_grayscale)

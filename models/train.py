@@ -57,6 +57,10 @@ class TrainSettings:
     #: > 1: an ensemble (models/ensemble.py) of that many runs of ``member_recipe``, probabilities averaged
     members: int = 1
     member_recipe: str = ""
+    #: share of training examples shown without colour (models/augment.py).  Colourless crops set the
+    #: door's p_mask: the crop-level rule holds in colour and without, and without colour unmasked
+    #: faces score higher (docs/training.md, "What sets p_mask").
+    grayscale: float = 0.2
 
 
 #: Named training set-ups compared over seeds (``maskgate train --recipe``, ``maskgate seeds``;
@@ -67,6 +71,10 @@ RECIPES = {
     "v2": dict(epochs=40, sources=("faces", "wild")),
     # two v2 runs (seeds 2s and 2s+1), averaged, each face seen once: two passes a face, as v2 with its mirror
     "v2x2": dict(epochs=40, sources=("faces", "wild"), members=2, member_recipe="v2", flip_average=False),
+    # v2 and v2x2 with twice as many colourless examples (0.4 against 0.2)
+    "v2-g40": dict(epochs=40, sources=("faces", "wild"), grayscale=0.4),
+    "v2x2-g40": dict(epochs=40, sources=("faces", "wild"), members=2, member_recipe="v2-g40", flip_average=False,
+                     grayscale=0.4),
     "fast": dict(sources=("faces", "wild")),
     "fast+12k": dict(),
     "fast+12k-112": dict(input_size=112),
@@ -108,7 +116,7 @@ def load_or_build_crops(shared: Path, detector_path: Path, build: Path, *, limit
     return arrays
 
 
-def _batches(keras, images, labels, idx_fn, batch_size: int, size: int, rng_seed: int):
+def _batches(keras, images, labels, idx_fn, batch_size: int, size: int, rng_seed: int, p_grayscale: float):
     """Augmented training batches: one :func:`augment_batch` call per batch, seeded by (seed, epoch, batch)."""
     from maskgate.models.augment import augment_batch
 
@@ -126,7 +134,7 @@ def _batches(keras, images, labels, idx_fn, batch_size: int, size: int, rng_seed
             sel = np.sort(self.order[i * batch_size:(i + 1) * batch_size])
             t = time.perf_counter()
             rng = np.random.default_rng((rng_seed, self.epoch, i))
-            x = augment_batch(images[sel], rng, size)
+            x = augment_batch(images[sel], rng, size, p_grayscale=p_grayscale)
             self.seconds += time.perf_counter() - t
             return x, labels[sel]
 
@@ -270,7 +278,7 @@ def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSetti
         return np.random.default_rng((s.seed, 1000 + epoch)).choice(train_idx, epoch_size, p=p)
 
     onehot = np.eye(len(cd.CLASSES), dtype=np.float32)[labels]
-    batches = _batches(keras, images, onehot, draw, s.batch_size, s.input_size, s.seed)
+    batches = _batches(keras, images, onehot, draw, s.batch_size, s.input_size, s.seed, s.grayscale)
     val_crops = device_crops(images[val_idx], s.input_size)
     # the per-epoch curves use a fixed sample of the validation split; the report uses all of it
     curve_idx = np.random.default_rng(s.seed).permutation(len(val_idx))[:512]

@@ -55,3 +55,25 @@ def test_grayscale_examples_stay_grey_with_noise(monkeypatch):
     monkeypatch.setattr(augment, "P_GRAYSCALE", 0.0)
     colour = augment.photometric_batch(_contexts(8)[:, :96, :96], np.random.default_rng(0))
     assert (colour[..., 0] != colour[..., 1]).any()
+
+
+def test_the_share_without_colour_is_the_recipes():
+    # recipe v2-g40 shows twice as many colourless examples as v2; the draw's stream is the same
+    def colourless(p):
+        out = augment.photometric_batch(_contexts(400)[:, :96, :96], np.random.default_rng(5), p_grayscale=p)
+        return float(np.mean([(o[..., 0] == o[..., 1]).all() and (o[..., 1] == o[..., 2]).all() for o in out]))
+
+    assert colourless(0.0) == 0.0 and colourless(1.0) == 1.0
+    assert 0.13 < colourless(0.2) < 0.27 and 0.33 < colourless(0.4) < 0.47
+    # the default is P_GRAYSCALE, so the committed recipe draws exactly what it drew before the setting
+    np.testing.assert_array_equal(augment.photometric_batch(_contexts(8)[:, :96, :96], np.random.default_rng(1)),
+                                  augment.photometric_batch(_contexts(8)[:, :96, :96], np.random.default_rng(1),
+                                                            p_grayscale=augment.P_GRAYSCALE))
+
+
+def test_an_ensembles_members_keep_its_share_without_colour():
+    from maskgate.models.ensemble import member_settings
+    from maskgate.models.train import recipe_settings
+
+    assert recipe_settings("v2").grayscale == augment.P_GRAYSCALE
+    assert member_settings(recipe_settings("v2x2-g40", seed=1), 3) == recipe_settings("v2-g40", seed=3)
