@@ -59,7 +59,7 @@ class TrainSettings:
     member_recipe: str = ""
     #: share of training examples shown without colour (models/augment.py).  Colourless crops set the
     #: door's p_mask: the crop-level rule holds in colour and without, and without colour unmasked
-    #: faces score higher (docs/training.md, "What sets p_mask").
+    #: faces score higher (README, "What bounds p_mask"; docs/training.md, "Twice as many colourless examples").
     grayscale: float = 0.2
 
 
