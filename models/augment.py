@@ -88,7 +88,8 @@ def photometric_batch(img: np.ndarray, rng: np.random.Generator, *, p_grayscale:
     x = img.astype(np.float32)
     wb = _pick(rng, n, P_WHITE_BALANCE)
     x[wb] *= rng.uniform(0.85, 1.15, (len(wb), 1, 1, 3)).astype(np.float32)
-    gray = _pick(rng, n, P_GRAYSCALE if p_grayscale is None else p_grayscale)  # an IR camera at night: the device's own conversion's weights
+    # an IR camera at night: the device's own conversion's weights
+    gray = _pick(rng, n, P_GRAYSCALE if p_grayscale is None else p_grayscale)
     if len(gray):
         g = x[gray] @ np.array([0.114, 0.587, 0.299], np.float32)
         x[gray] = g[..., None]
