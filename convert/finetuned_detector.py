@@ -39,6 +39,7 @@ def convert_finetuned(shared: Path, out_dir: Path, run: Path, *, command: str, m
     model = load_finetuned(weights, w, h, pb_path=pb)
     name = finetuned_name(w, h)
     float_dir = float_dir or float_model_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
     entry = write_detector(shared, model, out_dir / name, float_dir / finetuned_name(w, h, "float"),
                            source={"file": pb.name, "sha256": manifest.sha256_file(pb),
                                    "finetuned_by": "maskgate detector train",

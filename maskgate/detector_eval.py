@@ -200,7 +200,7 @@ def format_comparison(result: dict) -> str:
     for n in names:
         b = result["detectors"][n]["boxes_like_cv2_dnn"]
         cells.append(f"{100 * b['boxed_iou_0.5']:.1f} % (median IoU {b['median_iou']})" if b["faces"] else "–")
-    lines.append(f"| door-sized faces boxed like cv2.dnn at IoU >= 0.5 | " + " | ".join(cells) + " |")
+    lines.append("| door-sized faces boxed like cv2.dnn at IoU >= 0.5 | " + " | ".join(cells) + " |")
     for key in ("with_face_at_0.05", f"with_face_at_{DOOR_SCORE}", "with_face_at_0.5"):
         cells = [str(result["detectors"][n]["face_free"][key]) for n in names]
         frames = result["detectors"][names[0]]["face_free"]["frames"]

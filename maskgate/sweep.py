@@ -107,6 +107,7 @@ class Sweep:
         pts = [(p, r) for p, r in zip(self.points[score], self.records) if not r.must_unlock and p is not None]
         return sorted(pts, key=lambda x: -x[0])[:n]
 
-    def never_unlock(self, score: float) -> list[Record]:
-        """Masked records that no ``p_mask`` would let in: no face at the door found at ``score``."""
-        return [r for p, r in zip(self.points[score], self.records) if r.must_unlock and p is None]
+    def never_unlock(self, score: float, subset=None) -> list[Record]:
+        """Masked records (of ``subset``) that no ``p_mask`` would let in: no face at the door found at ``score``."""
+        idx = range(len(self.records)) if subset is None else subset
+        return [self.records[i] for i in idx if self.records[i].must_unlock and self.points[score][i] is None]

@@ -61,17 +61,52 @@ def wild_training_images(shared, *, validation: bool = False) -> list[datasets.V
 
 
 def make_frames(images: list[datasets.VocImage], input_size: tuple[int, int], *, framings: int = 1,
-                seed: int = 0, limit: int | None = None, reference=None) -> DetectorFrames:
+                seed: int = 0, limit: int | None = None, reference=None, hard_framings: int = 0) -> DetectorFrames:
     """Doorway frames around every usable face of ``images``, ``framings`` each, at random distances.
 
     ``reference(frame, threshold)`` (cv2.dnn's res10 at 300x300, :class:`maskgate.convert.parity.OpenCVReference`)
-    gives each frame the boxes that :func:`target_boxes` prefers to the annotations.
+    gives each frame the boxes that :func:`target_boxes` prefers to the annotations.  A face that the
+    reference misses in any of its ``framings`` gets ``hard_framings`` more: the masked faces the gate
+    never finds (profiles, faces looking down or cut off, a hand in front) are the ones res10 misses,
+    and two framings in a few thousand are too few to learn them from.
     """
     rng = np.random.default_rng(seed)
     w_in, h_in = input_size
     fw, fh = FRAME_SIZE
     out = DetectorFrames(np.empty(0), [], [], [], [], [])
     frames = []
+
+    def add(img, item, obj) -> bool:
+        """One framing of ``obj``; whether the reference found it there (True without a reference)."""
+        frac = float(np.exp(rng.uniform(np.log(FACE_FRAC[0]), np.log(FACE_FRAC[1]))))
+        offset = (float(rng.uniform(-OFFSET[0], OFFSET[0])), float(rng.uniform(-OFFSET[1], OFFSET[1])))
+        frame, m = doorway_frame(img, obj.box, face_frac=frac, offset=offset)
+        boxes = np.stack([map_box(m, o.box) for o in item.objects]) / np.float32([fw, fh, fw, fh])
+        own = map_box(m, obj.box) / np.float32([fw, fh, fw, fh])
+        if rng.random() < P_BLUR:
+            frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.8, 2.5)))
+        if rng.random() < P_GRAY:
+            frame = grayscale(frame)
+        if rng.random() < P_FLIP:
+            frame = frame[:, ::-1]
+            boxes = np.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], axis=1)
+            own = np.float32([1 - own[2], own[1], 1 - own[0], own[3]])
+        frame = np.ascontiguousarray(frame)
+        found = True
+        if reference is not None:
+            ref = reference(frame, REFERENCE_SCORE)[0]
+            out.references.append(ref)
+            found = bool(len(ref)) and float(pairwise_iou(own[None], ref).max()) >= POSITIVE_IOU
+        frames.append(cv2.resize(frame, (w_in, h_in), interpolation=cv2.INTER_LINEAR))
+        out.boxes.append(boxes.astype(np.float32))
+        out.labels.append([o.label for o in item.objects])
+        out.usable.append(_usable(boxes, w_in, h_in))
+        out.scenes.append(item.scene)
+        return found
+
+    def full() -> bool:
+        return limit is not None and len(frames) >= limit
+
     for item in images:
         img = None
         for obj in item.objects:
@@ -81,29 +116,18 @@ def make_frames(images: list[datasets.VocImage], input_size: tuple[int, int], *,
                 img = cv2.imread(str(item.path))
                 if img is None:
                     break
+            missed = False
             for _ in range(framings):
-                frac = float(np.exp(rng.uniform(np.log(FACE_FRAC[0]), np.log(FACE_FRAC[1]))))
-                offset = (float(rng.uniform(-OFFSET[0], OFFSET[0])), float(rng.uniform(-OFFSET[1], OFFSET[1])))
-                frame, m = doorway_frame(img, obj.box, face_frac=frac, offset=offset)
-                boxes = np.stack([map_box(m, o.box) for o in item.objects]) / np.float32([fw, fh, fw, fh])
-                if rng.random() < P_BLUR:
-                    frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.8, 2.5)))
-                if rng.random() < P_GRAY:
-                    frame = grayscale(frame)
-                if rng.random() < P_FLIP:
-                    frame = frame[:, ::-1]
-                    boxes = np.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], axis=1)
-                frame = np.ascontiguousarray(frame)
-                if reference is not None:
-                    out.references.append(reference(frame, REFERENCE_SCORE)[0])
-                frames.append(cv2.resize(frame, (w_in, h_in), interpolation=cv2.INTER_LINEAR))
-                out.boxes.append(boxes.astype(np.float32))
-                out.labels.append([o.label for o in item.objects])
-                out.usable.append(_usable(boxes, w_in, h_in))
-                out.scenes.append(item.scene)
-                if limit is not None and len(frames) >= limit:
-                    out.images = np.stack(frames)
-                    return out
+                missed |= not add(img, item, obj)
+                if full():
+                    break
+            for _ in range(hard_framings if missed else 0):
+                if full():
+                    break
+                add(img, item, obj)
+            if full():
+                out.images = np.stack(frames)
+                return out
     out.images = np.stack(frames) if frames else np.empty((0, h_in, w_in, 3), np.uint8)
     return out
 

@@ -36,6 +36,9 @@ class DetectorSettings:
     batch_size: int = 16
     learning_rate: float = 5e-5
     framings: int = 2  # doorway frames per annotated face
+    #: more doorway frames of each face that res10 at 300x300 misses in one of its framings (hard
+    #: positives: profiles, faces looking down or cut off; docs/training.md)
+    hard_framings: int = 0
     #: doorway frames of face-free regions per training photo: without them the network learns that
     #: any light blob in a doorway may be a masked face.  With 2 per photo and a distillation weight of
     #: 1, 43 of the 457 face-free frames got a face at the door at score 0.5; with 4 and 3, 11 (the
@@ -126,7 +129,7 @@ def finetune(shared: Path, out_dir: Path, settings: DetectorSettings, *, limit: 
     size = (settings.width, settings.height)
     images = dd.wild_training_images(shared)
     frames = dd.make_frames(images, size, framings=settings.framings, seed=settings.seed, limit=limit,
-                            reference=OpenCVReference(pb, pbtxt, 300, 300))
+                            reference=OpenCVReference(pb, pbtxt, 300, 300), hard_framings=settings.hard_framings)
     if settings.backgrounds:
         n_bg = dd.add_background_frames(frames, images if limit is None else images[:max(limit // 4, 1)], size,
                                         per_photo=settings.backgrounds, seed=settings.seed)

@@ -7,7 +7,6 @@ import shutil
 
 import cv2
 import numpy as np
-import pytest
 
 from conftest import need_tensorflow
 from maskgate.edge.ssd import SSDDecoder
@@ -76,6 +75,28 @@ def test_training_frames_come_from_training_scenes_with_their_faces_mapped(share
         assert np.abs(c - 0.5).max(axis=1).min() < 0.25
     n = dd.add_background_frames(frames, images, (224, 168), per_photo=1)
     assert n > 0 and len(frames.images) == len(frames.boxes) and all(len(b) == 0 for b in frames.boxes[-n:])
+
+
+def test_faces_the_reference_misses_get_more_framings_and_the_rest_draw_as_before(shared):
+    images = dd.wild_training_images(shared)[:6]
+    plain = dd.make_frames(images, (224, 168), framings=2, seed=3)
+    faces = len(plain.images) // 2
+    assert faces >= 3
+    # a reference that finds every face in every framing: nothing is added and every draw is the same
+    seen = iter(plain.boxes)
+    found = dd.make_frames(images, (224, 168), framings=2, seed=3, hard_framings=3,
+                           reference=lambda frame, threshold: (next(seen),))
+    np.testing.assert_array_equal(found.images, plain.images)
+    # one that finds nothing: every face gets three more, right after its own two
+    missed = dd.make_frames(images, (224, 168), framings=2, seed=3, hard_framings=3,
+                            reference=lambda frame, threshold: (np.empty((0, 4), np.float32),))
+    assert len(missed.images) == 5 * faces == len(missed.references) == len(missed.boxes)
+    np.testing.assert_array_equal(missed.images[:2], plain.images[:2])
+    first = images[0].scene
+    assert [s == first for s in missed.scenes[:5]] == [True] * 5
+    # with a limit, the hard framings stop there too
+    assert len(dd.make_frames(images, (224, 168), framings=2, seed=3, hard_framings=3, limit=4,
+                              reference=lambda frame, threshold: (np.empty((0, 4), np.float32),)).images) == 4
 
 
 def test_background_frames_are_not_the_face_free_frames_that_choose_thresholds(shared):
@@ -160,6 +181,11 @@ def test_finetuning_learns_the_faces_it_is_shown_and_converts_to_int8(shared, tm
     det = FaceDetector(load_model(out / name, threads=1, edgetpu="off"))
     boxes, _ = det.detect(cv2.imread(str(shared / "data" / "encounters" / "0019.jpg")), 0.05)
     assert len(boxes) >= 1
+    # a folder that does not exist yet (a side-by-side conversion, `--out build/...`) is made
+    fresh = tmp_path / "a" / "new" / "folder"
+    again, _ = convert_finetuned(shared, fresh, run, command="test", measure=False, float_dir=tmp_path / "float",
+                                 calibration_count=8)
+    assert (fresh / again).is_file() and again in json.loads((fresh / "manifest.json").read_text())["artifacts"]
 
 
 def test_detector_command_names_a_bad_run(shared, tmp_path, capsys):

@@ -49,3 +49,18 @@ def test_compare_gate_prints_and_writes_the_judgement(shared, tmp_path, capsys):
     assert list(gate) == [door.name]
     man = json.loads((ARTIFACT_DIR / "manifest.json").read_text())
     assert gate[door.name]["p_mask"] == man["artifacts"][CLASSIFIER_NAME]["thresholds"]["p_mask"]
+
+
+def test_compare_keeps_two_detectors_of_the_same_file_name(shared, tmp_path):
+    """Every converted run holds a face_detector_ft_...tflite: side by side, neither may replace the other."""
+    from maskgate.cli import main
+
+    ft = ARTIFACT_DIR / "face_detector_ft_224x168_int8.tflite"
+    other = tmp_path / "run" / ft.name
+    other.parent.mkdir()
+    shutil.copy(ft, other)
+    shutil.copy(ARTIFACT_DIR / "manifest.json", other.parent)
+    out = tmp_path / "compare.json"
+    assert main(["detector", "compare", "--limit", "2", "--json", str(out), "--shared", str(shared), str(ft), str(other)]) == 0
+    names = list(json.loads(out.read_text())["detectors"])
+    assert len(names) == 4 and ft.name in names and str(other) in names, names

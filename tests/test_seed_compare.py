@@ -8,10 +8,10 @@ from maskgate.models import classifier_data as cd
 from maskgate.models.seed_compare import mean_sd, table, welch_t
 
 
-def _run(recipe, seed, held, every=40, crop=0.12):
+def _run(recipe, seed, held, every=40, crop=0.12, floor=5):
     return {"recipe": recipe, "seed": seed, "held_out_false_rejects": held, "held_out_masked": 105,
-            "all_false_rejects": every, "all_masked": 476, "crop_false_reject_rate": crop, "crop_p_mask": 0.88,
-            "must_lock_unlocked": 0, "train_seconds": 600}
+            "all_false_rejects": every, "all_masked": 476, "held_out_no_face_at_any_threshold": floor,
+            "crop_false_reject_rate": crop, "crop_p_mask": 0.88, "must_lock_unlocked": 0, "train_seconds": 600}
 
 
 def test_welch_t_separates_real_differences_from_seed_noise():
@@ -32,6 +32,14 @@ def test_table_gives_mean_spread_and_t_against_the_baseline():
     assert "16.0 ± 1.0" in fast and "(t" not in fast
     assert "9.0 ± 1.0 (t -8.6)" in more
     assert more.endswith("| 0 | 10.0 |")
+    assert "| held-out with no face at any threshold |" in lines[0] and "| 5.0 ± 0.0 (t +0.0) |" in more
+
+
+def test_a_figure_older_runs_lack_is_left_blank_not_a_crash():
+    runs = [_run("fast", s, 15) for s in range(2)] + [_run("v2", s, 12) for s in range(2)]
+    del runs[0]["held_out_no_face_at_any_threshold"]
+    row = next(line for line in table(runs).splitlines() if line.startswith("| v2 |"))
+    assert "12.0 ± 0.0" in row and "| – |" in row
 
 
 def test_thresholds_are_chosen_on_faces_and_wild_validation_only():

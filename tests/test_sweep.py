@@ -85,6 +85,17 @@ def test_the_bound_is_the_hardest_must_lock_frame(analyzer):
     assert sweep.hardest_must_lock(0.1, 1)[0][0] == bound
 
 
+def test_masked_records_no_threshold_lets_in_are_counted_over_a_subset(analyzer):
+    rng = np.random.default_rng(7)
+    records = _records(rng)
+    sweep = Sweep(records, analyzer, (0.1,))
+    never = sweep.never_unlock(0.1)
+    refused_at_any_p = [r for i, r in enumerate(records) if sweep.counts(0.1, 0.0, [i])["false_rejects"] == 1]
+    assert never and never == refused_at_any_p
+    first_half = range(len(records) // 2)
+    assert sweep.never_unlock(0.1, first_half) == [r for r in never if records.index(r) in first_half]
+
+
 def test_eval_sweep_agrees_with_the_gate_report_at_the_door_thresholds(shared, tmp_path, capsys):
     enc = shared / "data" / "encounters"
     labels = json.loads((enc / "labels.json").read_text())

@@ -29,6 +29,8 @@ def add_arguments(p):
     t.add_argument("--epochs", type=int, help="override the default number of epochs")
     t.add_argument("--distill-weight", type=float, help="weight of the distilled priors' loss (default: DetectorSettings')")
     t.add_argument("--backgrounds", type=int, help="face-free training frames per photo (default: DetectorSettings')")
+    t.add_argument("--hard-framings", type=int, help="more frames of each face res10 misses at 300x300 "
+                   "(default: DetectorSettings')")
     t.add_argument("--out", type=Path, help="the run's folder (default: build/detector/ft_sSEED)")
     t.add_argument("--limit", type=int, help="use only this many training frames (quick runs and tests)")
     t.add_argument("--shared", type=Path, help="the shared data folder (default: ../shared)")
@@ -60,7 +62,7 @@ def _train(args, shared: Path) -> int:
     from maskgate.models.train_config import build_dir
 
     settings = DetectorSettings(seed=args.seed)
-    for key, low in (("epochs", 1), ("distill_weight", 0.0), ("backgrounds", 0)):
+    for key, low in (("epochs", 1), ("distill_weight", 0.0), ("backgrounds", 0), ("hard_framings", 0)):
         value = getattr(args, key)
         if value is not None:
             if value < low:
@@ -103,7 +105,11 @@ def _compare(args, shared: Path) -> int:
 
     committed = ARTIFACT_DIR / detector_name(*DOORWAY_SIZE)
     paths = [committed] + [p for p in args.detectors if p.resolve() != committed.resolve()]
-    detectors = {(f"{p.name} (float)" if p.suffix != ".tflite" else p.name): _detect_fn(p, shared) for p in paths}
+    detectors = {}
+    for p in paths:
+        # Runs converted to int8 all hold a face_detector_ft_...tflite: the same name must not overwrite.
+        name = f"{p.name} (float)" if p.suffix != ".tflite" else p.name
+        detectors[name if name not in detectors else str(p)] = _detect_fn(p, shared)
     result = compare_detectors(shared, detectors, reference=OpenCVReference(*face_detector_files(shared), 300, 300),
                                limit=args.limit)
     print(format_comparison(result))
