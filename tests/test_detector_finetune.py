@@ -135,6 +135,16 @@ def test_detector_eval_against_itself_and_on_synthetic_scores(shared):
     assert boxes_like_reference(frames, worse, dets)["boxed_iou_0.5"] == 0.0
     only_forehead = [(forehead[None], np.float32([0.9])) for _ in frames]
     assert boxes_like_reference(frames, only_forehead, dets)["boxed_iou_0.5"] == 0.0
+    # an encounter (no annotated face): every door-sized face cv2.dnn finds is judged, each on its own
+    left, right, tiny = np.float32([0.05, 0.2, 0.4, 0.7]), np.float32([0.6, 0.2, 0.95, 0.7]), np.float32([0.45, 0.1, 0.5, 0.16])
+    encounter = [EvalFrame(np.zeros((480, 640, 3), np.uint8), None, "with_mask", float("nan"))]
+    ref = [(np.stack([left, right, tiny]), np.float32([0.9, 0.8, 0.9]))]
+    gate = [(np.stack([left, tiny]), np.float32([0.9, 0.9]))]  # finds the left face only
+    assert boxes_like_reference(encounter, gate, ref) == {"faces": 2, "boxed_iou_0.5": 0.5, "median_iou": 0.5}
+    # cv2.dnn's ghost of a large face, shifted down and right past the frame's edges, is not a face to judge
+    ghost = np.float32([0.55, 0.35, 1.1, 1.2])
+    with_ghost = [(np.stack([left, right, tiny, ghost]), np.float32([0.9, 0.8, 0.9, 0.9]))]
+    assert boxes_like_reference(encounter, gate, with_ghost) == {"faces": 2, "boxed_iou_0.5": 0.5, "median_iou": 0.5}
 
 
 def test_finetuning_learns_the_faces_it_is_shown_and_converts_to_int8(shared, tmp_path, monkeypatch):
