@@ -62,5 +62,7 @@ def test_compare_keeps_two_detectors_of_the_same_file_name(shared, tmp_path):
     shutil.copy(ARTIFACT_DIR / "manifest.json", other.parent)
     out = tmp_path / "compare.json"
     assert main(["detector", "compare", "--limit", "2", "--json", str(out), "--shared", str(shared), str(ft), str(other)]) == 0
-    names = list(json.loads(out.read_text())["detectors"])
+    result = json.loads(out.read_text())
+    names = list(result["detectors"])
     assert len(names) == 4 and ft.name in names and str(other) in names, names
+    assert result["encounters"] == 2 and result["encounters_cv2_dnn_boxes_past_the_edge"] >= 0
