@@ -38,6 +38,9 @@ KIND_WEIGHTS = {
     "wild/doorway_false_detection": 1.0,
 }
 
+#: the kinds of example a synthetic hard negative may be made of (not a mask worn wrongly already)
+BARE_FACE_KINDS = ("faces/without_mask", "faces12k/without_mask", "wild/without_mask")
+
 
 @dataclass
 class TrainSettings:
@@ -61,6 +64,9 @@ class TrainSettings:
     #: door's p_mask: the crop-level rule holds in colour and without, and without colour unmasked
     #: faces score higher (README, "What bounds p_mask"; docs/training.md, "Twice as many colourless examples").
     grayscale: float = 0.2
+    #: share of the bare faces drawn that are made into synthetic hard negatives (a mask below the
+    #: nose, a hand over the mouth, a smooth surface: models/synthetic.py); 0 trains exactly as before
+    synthetic: float = 0.0
 
 
 #: Named training set-ups compared over seeds (``maskgate train --recipe``, ``maskgate seeds``;
@@ -75,6 +81,10 @@ RECIPES = {
     "v2-g40": dict(epochs=40, sources=("faces", "wild"), grayscale=0.4),
     "v2x2-g40": dict(epochs=40, sources=("faces", "wild"), members=2, member_recipe="v2-g40", flip_average=False,
                      grayscale=0.4),
+    # v2 and v2x2 with synthetic hard negatives made of 30 % of the bare faces drawn (models/synthetic.py)
+    "v2-hn": dict(epochs=40, sources=("faces", "wild"), synthetic=0.3),
+    "v2x2-hn": dict(epochs=40, sources=("faces", "wild"), members=2, member_recipe="v2-hn", flip_average=False,
+                    synthetic=0.3),
     "fast": dict(sources=("faces", "wild")),
     "fast+12k": dict(),
     "fast+12k-112": dict(input_size=112),
@@ -116,9 +126,16 @@ def load_or_build_crops(shared: Path, detector_path: Path, build: Path, *, limit
     return arrays
 
 
-def _batches(keras, images, labels, idx_fn, batch_size: int, size: int, rng_seed: int, p_grayscale: float):
-    """Augmented training batches: one :func:`augment_batch` call per batch, seeded by (seed, epoch, batch)."""
+def _batches(keras, images, labels, idx_fn, batch_size: int, size: int, rng_seed: int, p_grayscale: float,
+             synthetic: float = 0.0, bare: np.ndarray | None = None):
+    """Augmented training batches: one :func:`augment_batch` call per batch, seeded by (seed, epoch, batch).
+
+    ``labels`` are one-hot.  With ``synthetic`` > 0, that share of the examples marked in ``bare``
+    (bare faces) is first made into synthetic hard negatives (models/synthetic.py), from a random
+    stream of their own, so that the augmentation's stream stays that of a run without them.
+    """
     from maskgate.models.augment import augment_batch
+    from maskgate.models.synthetic import synthetic_negatives
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
@@ -134,9 +151,15 @@ def _batches(keras, images, labels, idx_fn, batch_size: int, size: int, rng_seed
             sel = np.sort(self.order[i * batch_size:(i + 1) * batch_size])
             t = time.perf_counter()
             rng = np.random.default_rng((rng_seed, self.epoch, i))
-            x = augment_batch(images[sel], rng, size, p_grayscale=p_grayscale)
+            ctx, y = images[sel], labels[sel]  # copies (fancy indexing): safe to change
+            if synthetic > 0:
+                cls = np.where(bare[sel], np.argmax(y, axis=1), -1)  # only bare faces are changed
+                new = synthetic_negatives(ctx, cls, np.random.default_rng((rng_seed, self.epoch, i, 17)), synthetic)
+                changed = new != cls
+                y[changed] = np.eye(y.shape[1], dtype=y.dtype)[new[changed]]
+            x = augment_batch(ctx, rng, size, p_grayscale=p_grayscale)
             self.seconds += time.perf_counter() - t
-            return x, labels[sel]
+            return x, y
 
         def on_epoch_end(self):
             self.epoch += 1
@@ -278,7 +301,9 @@ def train(shared: Path, detector_path: Path, out_dir: Path, settings: TrainSetti
         return np.random.default_rng((s.seed, 1000 + epoch)).choice(train_idx, epoch_size, p=p)
 
     onehot = np.eye(len(cd.CLASSES), dtype=np.float32)[labels]
-    batches = _batches(keras, images, onehot, draw, s.batch_size, s.input_size, s.seed, s.grayscale)
+    bare = np.isin(kinds.astype(str), BARE_FACE_KINDS)
+    batches = _batches(keras, images, onehot, draw, s.batch_size, s.input_size, s.seed, s.grayscale,
+                       synthetic=s.synthetic, bare=bare)
     val_crops = device_crops(images[val_idx], s.input_size)
     # the per-epoch curves use a fixed sample of the validation split; the report uses all of it
     curve_idx = np.random.default_rng(s.seed).permutation(len(val_idx))[:512]
